@@ -1,0 +1,178 @@
+"""Thin commands over the modules; the clock and the environment are read here, once."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from forecaster import fleet, utcnow
+from forecaster.config import Settings, load_settings
+from forecaster.demo import run_demo
+from forecaster.ingest import TIME_UNITS, ReadSpec, ingest_files, rejects_of_file
+from forecaster.schema import (
+    ConfigError,
+    ForecasterError,
+    IngestReport,
+    InputError,
+    SchemaVersionError,
+    StoreLockedError,
+)
+from forecaster.store import LATEST_VERSION, Store
+from forecaster.summary import render_summary
+
+EXIT_OK = 0
+EXIT_REJECTED = 1  # some rows or files were refused; the rest was stored
+EXIT_USAGE = 2
+EXIT_DATABASE = 3  # the database is held by another process, or too new
+
+
+def _column_pair(text: str) -> tuple[str, str]:
+    target, sep, source = text.partition("=")
+    if not sep or not target or not source:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=SOURCE_COLUMN")
+    return target, source
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forecaster",
+        description="Predictive maintenance for LLM services: when will each need an "
+                    "intervention, how sure, and by when to act.")
+    parser.add_argument("--db", type=Path, help="DuckDB file (default: FORECASTER_DB or "
+                        "./forecaster.duckdb)")
+    parser.add_argument("--config", type=Path, help="settings TOML file")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ingest = commands.add_parser("ingest", help="load metric points or request logs")
+    kinds = ingest.add_subparsers(dest="kind", required=True)
+    for kind, text in (("points", "metric points: ts, service, metric, value[, unit]"),
+                       ("requests", "request logs: ts, service, latency_ms, ttft_ms, status, "
+                                    "error, prompt_tokens, completion_tokens, quality_score, "
+                                    "feedback, request_id (any of them)")):
+        p = kinds.add_parser(kind, help=text, description=text)
+        p.add_argument("files", nargs="+", type=Path)
+        p.add_argument("--strict", action="store_true",
+                       help="store nothing from a file that has a rejected row")
+        p.add_argument("--format", choices=("csv", "parquet", "json"),
+                       help="file format (default: from the file name)")
+        p.add_argument("--column", action="append", type=_column_pair, default=[],
+                       metavar="NAME=SOURCE", help="read column NAME from SOURCE (repeatable)")
+        p.add_argument("--service", help="the service of every row, for files without one")
+        p.add_argument("--time-unit", choices=tuple(TIME_UNITS),
+                       help="times are epoch numbers in this unit")
+        p.add_argument("--ignore-extra", action="store_true",
+                       help="skip columns that are not understood instead of refusing the file")
+        p.add_argument("--errors", type=Path, metavar="CSV",
+                       help="write every rejected row (file, row, field, message) to this CSV")
+
+    commands.add_parser("summary", help="per-service summary of what is stored")
+    commands.add_parser("migrate", help="create or upgrade the database schema")
+
+    gen = commands.add_parser("fleet", help="generate the seeded sample fleet")
+    gen.add_argument("--out", type=Path, default=Path("data/fleet"))
+    gen.add_argument("--seed", type=int, default=fleet.DEFAULT_SEED)
+    gen.add_argument("--days", type=int, default=fleet.DEFAULT_DAYS)
+    gen.add_argument("--future-days", type=int, default=fleet.DEFAULT_FUTURE_DAYS)
+
+    demo = commands.add_parser("demo", help="build the demo database and show it")
+    demo.add_argument("--data", type=Path, default=Path("data"))
+    return parser
+
+
+def _print_reports(results: Sequence[IngestReport | InputError], out: object) -> int:
+    status = EXIT_OK
+    stored = updated = duplicates = rejected = 0
+    for result in results:
+        if isinstance(result, InputError):
+            print(f"refused: {result}", file=sys.stderr)
+            status = EXIT_REJECTED
+            continue
+        print(result.summary(), file=out)  # type: ignore[arg-type]
+        for error in result.errors:
+            print(f"  rejected: {error}", file=sys.stderr)
+        if result.rejected > len(result.errors):
+            print(f"  ... and {result.rejected - len(result.errors)} more rejected rows "
+                  "(--errors FILE lists them all)", file=sys.stderr)
+        stored += result.stored
+        updated += result.updated
+        duplicates += result.duplicates
+        rejected += result.rejected
+        if result.rejected:
+            status = EXIT_REJECTED
+    if len(results) > 1:
+        print(f"total: {stored} stored, {updated} updated, {duplicates} duplicate, "
+              f"{rejected} rejected", file=out)  # type: ignore[arg-type]
+    return status
+
+
+def _write_errors(store: Store, args: argparse.Namespace, spec: ReadSpec,
+                  results: Sequence[IngestReport | InputError], now: datetime) -> None:
+    with args.errors.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "row", "field", "message"])
+        for path, result in zip(args.files, results, strict=True):
+            if isinstance(result, IngestReport) and result.rejected:
+                frame = rejects_of_file(store, path, args.kind, spec, now)
+                for row in frame.iter_rows():
+                    writer.writerow([str(path), *row])
+
+
+def run(argv: Sequence[str], environ: dict[str, str], now: datetime) -> int:
+    """Run one command.
+
+    Args:
+        argv: Arguments without the program name.
+        environ: The environment (settings are read from ``FORECASTER_*``).
+        now: The current time (UTC, naive).
+
+    Returns:
+        The exit status.
+    """
+    args = _parser().parse_args(argv)
+    settings = load_settings(environ, args.config, {"db": args.db})
+    out = sys.stdout
+    if args.command == "fleet":
+        generated = fleet.generate(seed=args.seed, days=args.days, future_days=args.future_days)
+        for path in fleet.write(generated, args.out):
+            print(f"wrote {path}", file=out)
+        return EXIT_OK
+    if args.command == "demo":
+        return run_demo(settings, args.data, now, out)
+    with Store.open(settings.db, now=now, settings=settings) as store:
+        if args.command == "migrate":
+            print(f"{settings.db}: schema version {store.schema_version} "
+                  f"(latest {LATEST_VERSION})", file=out)
+            return EXIT_OK
+        if args.command == "summary":
+            print(render_summary(store.series_summary()), file=out)
+            return EXIT_OK
+        spec = ReadSpec(columns=dict(args.column), service=args.service,
+                        time_unit=args.time_unit, fmt=args.format, strict=args.strict,
+                        ignore_extra=args.ignore_extra,
+                        max_errors=settings.max_reported_errors)
+        results = ingest_files(store, args.files, args.kind, spec, now)
+        status = _print_reports(results, out)
+        if args.errors is not None:
+            _write_errors(store, args, spec, results, now)
+        return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point."""
+    try:
+        return run(sys.argv[1:] if argv is None else argv, dict(os.environ), utcnow())
+    except (StoreLockedError, SchemaVersionError) as exc:
+        print(f"forecaster: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
+    except (ConfigError, InputError, ForecasterError) as exc:
+        print(f"forecaster: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Settings: read once at the edge (CLI, server start) and passed explicitly.
+
+Sources, later ones winning: built-in defaults, a TOML file (``--config`` or ``FORECASTER_CONFIG``),
+environment variables ``FORECASTER_<NAME>`` (upper-case field name), then command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from forecaster.schema import ConfigError
+
+ENV_PREFIX = "FORECASTER_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable, with defaults that suit one machine of 2 cores.
+
+    Attributes:
+        db: Path of the DuckDB file.
+        duckdb_threads: Threads DuckDB may use; 0 lets DuckDB decide (all cores).
+        duckdb_memory_limit: DuckDB's memory limit, for example ``"4GB"``; empty lets DuckDB decide
+            (80% of RAM). Larger work spills to a temporary directory beside the database.
+        max_reported_errors: How many rejected rows an ingest report lists (all are counted).
+    """
+
+    db: Path = Path("forecaster.duckdb")
+    duckdb_threads: int = 0
+    duckdb_memory_limit: str = ""
+    max_reported_errors: int = 20
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied and checked."""
+        return _build({**dataclasses.asdict(self), **changes}, "arguments")
+
+
+def _coerce(name: str, raw: Any, kind: type, origin: str) -> Any:
+    if kind is Path:
+        return Path(raw)
+    if kind is int:
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{origin}: {name} = {raw!r} is not an integer") from None
+        if value < 0:
+            raise ConfigError(f"{origin}: {name} = {value} must be 0 or more")
+        return value
+    if kind is str:
+        return str(raw)
+    raise ConfigError(f"{origin}: {name} has an unsupported type")
+
+
+_TYPES: dict[str, type] = {"db": Path, "duckdb_threads": int, "duckdb_memory_limit": str,
+                           "max_reported_errors": int}
+
+
+def _build(values: Mapping[str, Any], origin: str) -> Settings:
+    known = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"{origin}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return Settings(**{k: _coerce(k, v, _TYPES[k], origin) for k, v in values.items()})
+
+
+def load_settings(
+    environ: Mapping[str, str],
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build settings from a TOML file, the environment and explicit overrides.
+
+    Args:
+        environ: The environment to read ``FORECASTER_*`` variables from (pass ``os.environ``).
+        config_file: A TOML file; when None, ``FORECASTER_CONFIG`` names one if set.
+        overrides: Values that win over everything else (command-line flags); None values are
+            ignored.
+
+    Returns:
+        The settings.
+
+    Raises:
+        ConfigError: a file that cannot be read or parsed, or an unknown or invalid setting.
+    """
+    values: dict[str, Any] = {}
+    path = config_file or (Path(environ[f"{ENV_PREFIX}CONFIG"])
+                           if environ.get(f"{ENV_PREFIX}CONFIG") else None)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read settings file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"settings file {path}: {exc}") from None
+        table = data.get("forecaster", data)
+        if not isinstance(table, dict):
+            raise ConfigError(f"settings file {path}: [forecaster] must be a table")
+        values.update({k: v for k, v in table.items() if not isinstance(v, dict)})
+        _build(values, str(path))  # report file errors against the file
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    for key, raw in environ.items():
+        if key.startswith(ENV_PREFIX) and key != f"{ENV_PREFIX}CONFIG":
+            name = key[len(ENV_PREFIX):].lower()
+            if name in fields:
+                values[name] = raw
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return _build(values, "settings")

@@ -1,0 +1,462 @@
+"""Every SQL statement the project runs, in one place.
+
+Values always travel as parameters or through registered Arrow tables, never inside the text.
+The only text assembled at run time is a column *identifier* of an input file, quoted with
+:func:`quote_ident`, placed into the fixed templates below.
+"""
+
+from __future__ import annotations
+
+from forecaster.schema import REQUEST_NUMBERS
+
+# ---------------------------------------------------------------------------------------------
+# Migrations: (version, description, statements). Append only; never edit a released step.
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "series and points",
+        [
+            """CREATE TABLE schema_version (
+                version INTEGER PRIMARY KEY,
+                description VARCHAR NOT NULL,
+                applied_at TIMESTAMP NOT NULL)""",
+            "CREATE SEQUENCE series_id_seq START 1",
+            """CREATE TABLE series (
+                series_id INTEGER PRIMARY KEY DEFAULT nextval('series_id_seq'),
+                service VARCHAR NOT NULL,
+                metric VARCHAR NOT NULL,
+                unit VARCHAR,
+                kind VARCHAR NOT NULL,
+                UNIQUE (service, metric))""",
+            # No primary key on purpose: uniqueness of (series_id, ts) is kept by the single
+            # writer's merge, and an index would cost more than the whole bulk load.
+            """CREATE TABLE points (
+                series_id INTEGER NOT NULL,
+                ts TIMESTAMP NOT NULL,
+                value DOUBLE NOT NULL)""",
+        ],
+    ),
+    (
+        2,
+        "runs and their results",
+        [
+            "CREATE SEQUENCE run_id_seq START 1",
+            """CREATE TABLE runs (
+                run_id BIGINT PRIMARY KEY DEFAULT nextval('run_id_seq'),
+                started_at TIMESTAMP NOT NULL,
+                finished_at TIMESTAMP,
+                as_of TIMESTAMP NOT NULL,
+                status VARCHAR NOT NULL,
+                trigger VARCHAR NOT NULL,
+                error VARCHAR,
+                detail JSON)""",
+            """CREATE TABLE run_series (
+                run_id BIGINT NOT NULL,
+                series_id INTEGER NOT NULL,
+                status VARCHAR NOT NULL,
+                model VARCHAR,
+                train_start TIMESTAMP,
+                train_end TIMESTAMP,
+                last_point TIMESTAMP,
+                fallback VARCHAR,
+                error VARCHAR,
+                PRIMARY KEY (run_id, series_id))""",
+            """CREATE TABLE forecasts (
+                run_id BIGINT NOT NULL,
+                series_id INTEGER NOT NULL,
+                ds TIMESTAMP NOT NULL,
+                mean DOUBLE,
+                q05 DOUBLE, q10 DOUBLE, q25 DOUBLE, q50 DOUBLE, q75 DOUBLE, q90 DOUBLE, q95 DOUBLE)""",
+            """CREATE TABLE anomalies (
+                run_id BIGINT NOT NULL,
+                series_id INTEGER NOT NULL,
+                ts TIMESTAMP NOT NULL,
+                score DOUBLE NOT NULL,
+                is_anomaly BOOLEAN NOT NULL,
+                detector VARCHAR NOT NULL,
+                features JSON)""",
+            """CREATE TABLE interventions (
+                run_id BIGINT NOT NULL,
+                series_id INTEGER NOT NULL,
+                service VARCHAR NOT NULL,
+                metric VARCHAR NOT NULL,
+                limit_value DOUBLE NOT NULL,
+                direction VARCHAR NOT NULL,
+                action VARCHAR NOT NULL,
+                lead_time_s DOUBLE NOT NULL,
+                eta_p10 TIMESTAMP, eta_p50 TIMESTAMP, eta_p90 TIMESTAMP,
+                p_breach DOUBLE NOT NULL,
+                act_by TIMESTAMP,
+                decision VARCHAR NOT NULL,
+                next_check_at TIMESTAMP,
+                reason VARCHAR NOT NULL,
+                PRIMARY KEY (run_id, series_id))""",
+        ],
+    ),
+    (
+        3,
+        "request logs, events and the ingest log",
+        [
+            # Raw requests are kept so that a bucket's percentiles are always recomputed from all
+            # of its requests, whichever log brought them and in whatever order.
+            """CREATE TABLE requests (
+                service VARCHAR NOT NULL,
+                ts TIMESTAMP NOT NULL,
+                fingerprint UHUGEINT NOT NULL,
+                occurrence INTEGER NOT NULL,
+                request_id VARCHAR,
+                latency_ms DOUBLE,
+                ttft_ms DOUBLE,
+                is_error BOOLEAN,
+                prompt_tokens BIGINT,
+                completion_tokens BIGINT,
+                quality_score DOUBLE,
+                feedback DOUBLE)""",
+            "CREATE SEQUENCE event_id_seq START 1",
+            """CREATE TABLE events (
+                event_id BIGINT PRIMARY KEY DEFAULT nextval('event_id_seq'),
+                service VARCHAR NOT NULL,
+                ts TIMESTAMP NOT NULL,
+                kind VARCHAR NOT NULL,
+                metric VARCHAR,
+                detail VARCHAR,
+                recorded_at TIMESTAMP NOT NULL)""",
+            """CREATE TABLE ingest_log (
+                ingested_at TIMESTAMP NOT NULL,
+                source VARCHAR NOT NULL,
+                kind VARCHAR NOT NULL,
+                rows BIGINT NOT NULL,
+                stored BIGINT NOT NULL,
+                updated BIGINT NOT NULL,
+                duplicates BIGINT NOT NULL,
+                rejected BIGINT NOT NULL,
+                strict_aborted BOOLEAN NOT NULL)""",
+        ],
+    ),
+]
+
+SCHEMA_VERSION_TABLE_EXISTS = (
+    "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_version' AND NOT temporary"
+)
+SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM schema_version"
+RECORD_MIGRATION = "INSERT INTO schema_version VALUES (?, ?, ?)"
+SET_UTC = "SET TimeZone = 'UTC'"
+
+# ---------------------------------------------------------------------------------------------
+# Staging an input. `src` is a view over the input with a 0-based `__row` column.
+
+CREATE_PARAMS = """
+CREATE OR REPLACE TEMP TABLE params AS
+SELECT ?::VARCHAR AS service, ?::DOUBLE AS us_per_unit, ?::TIMESTAMP AS min_ts,
+       ?::TIMESTAMP AS max_ts"""
+
+MATERIALIZE_RAW = "CREATE OR REPLACE TEMP TABLE raw AS SELECT * FROM raw_input"
+# Temporary tables number their rows from a large offset, so rebase to 0.
+SRC_FROM_ROWID = """
+CREATE OR REPLACE TEMP VIEW src AS
+SELECT rowid - (SELECT min(rowid) FROM raw) AS __row, * FROM raw"""
+SRC_FROM_COLUMN = "CREATE OR REPLACE TEMP VIEW src AS SELECT {row} AS __row, * FROM raw_input"
+
+# Expression templates, by what the source column holds. {c} is a quoted identifier. Each field
+# has a `_raw` form (the input as given, NULL when missing or blank) used for the missing check
+# and, cast to text, in messages: casting every value to text up front would cost more than the
+# whole load, and CASE evaluates a message only for the rows it rejects.
+RAW_TEXT = "nullif(trim(CAST({c} AS VARCHAR)), '')"
+RAW_NATIVE = "{c}"
+TEXT = RAW_TEXT
+NUMBER_FROM_NATIVE = "CAST({c} AS DOUBLE)"
+NUMBER_FROM_TEXT = "try_cast(nullif(trim(CAST({c} AS VARCHAR)), '') AS DOUBLE)"
+BOOLEAN = "try_cast(nullif(trim(CAST({c} AS VARCHAR)), '') AS BOOLEAN)"
+TS_FROM_TIMESTAMP = "CAST({c} AS TIMESTAMP)"
+# Text is read as ISO 8601 (an offset is converted to UTC; none means UTC), or, when a time unit
+# was given, as an epoch number in that unit; numbers need the unit.
+TS_FROM_TEXT = """CASE WHEN (SELECT us_per_unit FROM params) IS NULL
+    THEN CAST(try_cast(nullif(trim(CAST({c} AS VARCHAR)), '') AS TIMESTAMPTZ) AS TIMESTAMP)
+    ELSE {epoch} END"""
+_EPOCH = """CASE WHEN abs({n} * (SELECT us_per_unit FROM params)) < 7e15
+    THEN make_timestamp(CAST(round({n} * (SELECT us_per_unit FROM params)) AS BIGINT)) END"""
+TS_FROM_TEXT = TS_FROM_TEXT.replace("{epoch}", _EPOCH.replace("{n}", NUMBER_FROM_TEXT))
+TS_FROM_NUMBER = _EPOCH.replace("{n}", NUMBER_FROM_NATIVE)
+SERVICE_CONSTANT = "(SELECT service FROM params)"
+NULL_TEXT = "CAST(NULL AS VARCHAR)"
+NULL_NUMBER = "CAST(NULL AS DOUBLE)"
+NULL_BOOLEAN = "CAST(NULL AS BOOLEAN)"
+
+# Time checks shared by both kinds of input, as CASE branches yielding [field, message].
+TS_CHECKS = """
+    WHEN ts_raw IS NULL THEN ['ts', 'missing time']
+    WHEN ts IS NULL THEN ['ts', 'cannot read ''' || left(CAST(ts_raw AS VARCHAR), 60) || ''' as a'
+        || ' time; expected ISO 8601 such as 2026-11-26T08:00:00Z (an offset is converted to UTC,'
+        || ' none means UTC), or an epoch number with --time-unit s|ms|us|ns']
+    WHEN ts < (SELECT min_ts FROM params) OR ts >= (SELECT max_ts FROM params)
+        THEN ['ts', 'time ' || left(CAST(ts_raw AS VARCHAR), 60) || ' is outside '
+        || (SELECT min_ts FROM params) || ' to ' || (SELECT max_ts FROM params)]"""
+
+NORMALIZE_POINTS = """
+CREATE OR REPLACE TEMP VIEW norm AS
+SELECT __row AS row, {ts_raw} AS ts_raw, {ts} AS ts, {service} AS service, {metric} AS metric,
+       {unit} AS unit, {value_raw} AS value_raw, {value} AS value
+FROM src"""
+
+DISTINCT_POINT_KEYS = "SELECT DISTINCT service, metric, unit FROM norm"
+
+# Names, kinds and units are checked once per distinct (service, metric, unit) in Python; `meta`
+# (registered) carries the verdict, the kind's range and a small integer key for each, so that
+# the per-row work is a join on that key and a few comparisons.
+CHECK_POINTS = """
+CREATE OR REPLACE TEMP VIEW checked AS
+SELECT n.row, n.ts, n.value, m.key_id, CASE {ts_checks}
+    WHEN m.reject_field IS NOT NULL THEN [m.reject_field, m.reject_message]
+    WHEN n.value_raw IS NULL THEN ['value', 'missing value']
+    WHEN n.value IS NULL
+        THEN ['value', '''' || left(CAST(n.value_raw AS VARCHAR), 60) || ''' is not a number']
+    WHEN NOT isfinite(n.value)
+        THEN ['value', CAST(n.value AS VARCHAR) || ' is not finite; NaN and infinities are refused']
+    WHEN (m.lo IS NOT NULL AND n.value < m.lo) OR (m.hi IS NOT NULL AND n.value > m.hi)
+        THEN ['value', CAST(n.value AS VARCHAR) || ' is outside the range of a ' || m.kind || ' metric ('
+            || coalesce(CAST(m.lo AS VARCHAR), '-inf') || ' to '
+            || coalesce(CAST(m.hi AS VARCHAR), 'inf') || ')']
+    END AS reject
+FROM norm n JOIN meta m
+  ON m.k_service = coalesce(n.service, '') AND m.k_metric = coalesce(n.metric, '')
+ AND m.k_unit = coalesce(n.unit, '')""".format(ts_checks=TS_CHECKS)
+
+COUNT_CHECKED = "SELECT count(*), count(*) FILTER (WHERE reject IS NOT NULL) FROM checked"
+# One pass over the input both counts and de-duplicates: rows grouped by (key, ts, rejected),
+# keeping the value of the last row of each group. Rejected rows are only counted.
+GROUP_CHECKED = """
+CREATE OR REPLACE TEMP TABLE grouped AS
+SELECT key_id, ts, reject IS NOT NULL AS bad, arg_max(value, row) AS value, count(*) AS n
+FROM checked GROUP BY ALL"""
+COUNT_BY_KEY = """
+SELECT key_id, sum(n), coalesce(sum(n) FILTER (WHERE bad), 0) FROM grouped GROUP BY key_id"""
+FIRST_REJECTS = """
+SELECT row, reject[1], reject[2] FROM checked WHERE reject IS NOT NULL ORDER BY row LIMIT ?"""
+ALL_REJECTS = """
+SELECT row + 1 AS row, reject[1] AS field, reject[2] AS message
+FROM checked WHERE reject IS NOT NULL ORDER BY row"""
+
+STORED_SERIES = "SELECT service, metric, unit, series_id FROM series"
+# `new_series` (registered): service, metric, unit, kind.
+INSERT_SERIES = """
+INSERT INTO series (service, metric, unit, kind)
+SELECT service, metric, unit, kind FROM new_series
+ON CONFLICT DO NOTHING"""
+
+# `key_series` (registered) maps each accepted key to its series.
+INCOMING_FROM_GROUPED = """
+CREATE OR REPLACE TEMP VIEW incoming AS
+SELECT k.series_id, g.ts, g.value
+FROM grouped g JOIN key_series k ON k.key_id = g.key_id
+WHERE NOT g.bad"""
+
+UPDATE_CHANGED_POINTS = """
+UPDATE points SET value = i.value FROM incoming i
+WHERE points.series_id = i.series_id AND points.ts = i.ts AND points.value <> i.value"""
+INSERT_NEW_POINTS = """
+INSERT INTO points
+SELECT i.series_id, i.ts, i.value FROM incoming i
+ANTI JOIN points p ON p.series_id = i.series_id AND p.ts = i.ts"""
+
+DROP_STAGING = [
+    "DROP VIEW IF EXISTS checked",
+    "DROP VIEW IF EXISTS norm",
+    "DROP VIEW IF EXISTS src",
+    "DROP VIEW IF EXISTS raw_input",
+    "DROP TABLE IF EXISTS raw",
+    "DROP VIEW IF EXISTS incoming",
+    "DROP TABLE IF EXISTS grouped",
+    "DROP TABLE IF EXISTS new_requests",
+    "DROP TABLE IF EXISTS touched",
+    "DROP VIEW IF EXISTS rolled_long",
+    "DROP TABLE IF EXISTS rolled",
+    "DROP TABLE IF EXISTS params",
+]
+
+# ---------------------------------------------------------------------------------------------
+# Request logs
+
+NORMALIZE_REQUESTS = """
+CREATE OR REPLACE TEMP VIEW norm AS
+SELECT __row AS row, {ts_raw} AS ts_raw, {ts} AS ts, {service} AS service,
+       {request_id} AS request_id,
+       {latency_ms_raw} AS latency_ms_raw, {latency_ms} AS latency_ms,
+       {ttft_ms_raw} AS ttft_ms_raw, {ttft_ms} AS ttft_ms,
+       {status_raw} AS status_raw, {status} AS status,
+       {error_raw} AS error_raw, {error} AS error,
+       {prompt_tokens_raw} AS prompt_tokens_raw, {prompt_tokens} AS prompt_tokens,
+       {completion_tokens_raw} AS completion_tokens_raw, {completion_tokens} AS completion_tokens,
+       {quality_score_raw} AS quality_score_raw, {quality_score} AS quality_score,
+       {feedback_raw} AS feedback_raw, {feedback} AS feedback
+FROM src"""
+
+# One optional numeric field's checks; {f} is a field name of REQUEST_NUMBERS, {lo}/{hi} its range.
+OPTIONAL_NUMBER_CHECK = """
+    WHEN {f}_raw IS NOT NULL AND {f} IS NULL
+        THEN ['{f}', '''' || left(CAST({f}_raw AS VARCHAR), 60) || ''' is not a number']
+    WHEN {f} IS NOT NULL AND NOT isfinite({f})
+        THEN ['{f}', CAST({f} AS VARCHAR) || ' is not finite; NaN and infinities are refused']
+    WHEN {f} IS NOT NULL AND ({f} < {lo} OR {f} > {hi})
+        THEN ['{f}', CAST({f} AS VARCHAR) || ' is outside {lo} to {hi}']"""
+INTEGER_CHECK = """
+    WHEN {f} IS NOT NULL AND {f} <> round({f})
+        THEN ['{f}', CAST({f} AS VARCHAR) || ' is not a whole number']"""
+
+def _request_number_checks() -> str:
+    parts = []
+    for field, (lo, hi, whole) in REQUEST_NUMBERS.items():
+        parts.append(OPTIONAL_NUMBER_CHECK.format(f=field, lo=repr(lo), hi=repr(hi)))
+        if whole:
+            parts.append(INTEGER_CHECK.format(f=field))
+    return "".join(parts)
+
+
+DISTINCT_REQUEST_SERVICES = "SELECT DISTINCT service FROM norm"
+
+# `meta` (registered) holds the verdict on each distinct service name.
+CHECK_REQUESTS = """
+CREATE OR REPLACE TEMP VIEW checked AS
+SELECT n.*, CASE {ts_checks}
+    WHEN m.reject_field IS NOT NULL THEN [m.reject_field, m.reject_message]
+    WHEN status_raw IS NOT NULL AND (status IS NULL OR status <> round(status)
+                                     OR status < 100 OR status > 599)
+        THEN ['status', '''' || left(CAST(status_raw AS VARCHAR), 60)
+            || ''' is not an HTTP status code (100 to 599)']
+    WHEN error_raw IS NOT NULL AND error IS NULL
+        THEN ['error', '''' || left(CAST(error_raw AS VARCHAR), 60)
+            || ''' is not a boolean (true/false, 1/0)']
+    {number_checks}
+    END AS reject
+FROM norm n JOIN meta m ON m.k_service = coalesce(n.service, '')""".format(
+    ts_checks=TS_CHECKS, number_checks=_request_number_checks())
+
+# A request identical in every field to one already stored is that request; n identical rows in
+# one log are n requests (`occurrence` numbers them), so the stored multiplicity of a request is
+# the largest any one log showed.
+NEW_REQUESTS = """
+CREATE OR REPLACE TEMP TABLE new_requests AS
+WITH fp AS (
+    SELECT service, ts, request_id, latency_ms, ttft_ms,
+           -- An error is a 5xx, a 408 or 429, or an explicit error flag; unknown when neither
+           -- a status nor a flag was given.
+           CASE WHEN status IS NOT NULL OR error IS NOT NULL
+                THEN coalesce(status >= 500 OR status IN (408, 429), false)
+                     OR coalesce(error, false) END AS is_error,
+           CAST(prompt_tokens AS BIGINT) AS prompt_tokens,
+           CAST(completion_tokens AS BIGINT) AS completion_tokens,
+           quality_score, feedback, row,
+           md5_number(concat_ws('|', request_id, latency_ms, ttft_ms, status, error,
+                                prompt_tokens, completion_tokens, quality_score, feedback))
+               AS fingerprint
+    FROM checked WHERE reject IS NULL
+), numbered AS (
+    SELECT *, CAST(row_number() OVER (PARTITION BY service, ts, fingerprint ORDER BY row)
+                   AS INTEGER) AS occurrence
+    FROM fp
+)
+SELECT n.service, n.ts, n.fingerprint, n.occurrence, n.request_id, n.latency_ms, n.ttft_ms,
+       n.is_error, n.prompt_tokens, n.completion_tokens, n.quality_score, n.feedback
+FROM numbered n
+ANTI JOIN requests r ON r.service = n.service AND r.ts = n.ts
+    AND r.fingerprint = n.fingerprint AND r.occurrence = n.occurrence"""
+
+COUNT_NEW_REQUESTS = "SELECT count(*) FROM new_requests"
+INSERT_NEW_REQUESTS = "INSERT INTO requests SELECT * FROM new_requests"
+
+TOUCHED_BUCKETS = """
+CREATE OR REPLACE TEMP TABLE touched AS
+SELECT DISTINCT service, time_bucket(to_seconds(?), ts) AS bucket FROM new_requests"""
+
+# Percentiles are computed from all stored requests of each touched bucket, never from other
+# buckets' percentiles. quantile_cont interpolates linearly between order statistics.
+ROLLUP_TOUCHED = """
+CREATE OR REPLACE TEMP TABLE rolled AS
+WITH r AS (
+    SELECT q.*, time_bucket(to_seconds(?), q.ts) AS bucket FROM requests q
+    WHERE q.ts >= (SELECT min(bucket) FROM touched)
+      AND q.ts < (SELECT max(bucket) FROM touched) + to_seconds(?)
+), b AS (
+    SELECT r.service, r.bucket,
+           quantile_cont(r.latency_ms, [0.5, 0.95, 0.99]) AS lat,
+           quantile_cont(r.ttft_ms, 0.95) AS ttft_p95_ms,
+           count(*) AS n,
+           count(r.is_error) AS n_status,
+           count(*) FILTER (WHERE r.is_error) AS n_error,
+           count(r.prompt_tokens) + count(r.completion_tokens) AS n_tokens,
+           coalesce(sum(r.prompt_tokens), 0) + coalesce(sum(r.completion_tokens), 0) AS tokens,
+           favg(r.quality_score) AS quality_score,  -- compensated: order of requests does not matter
+           count(r.feedback) AS n_feedback,
+           count(*) FILTER (WHERE r.feedback < 0) AS n_negative
+    FROM r SEMI JOIN touched t ON t.service = r.service AND t.bucket = r.bucket
+    GROUP BY r.service, r.bucket
+)
+SELECT service, bucket AS ts,
+       lat[1] AS latency_p50_ms, lat[2] AS latency_p95_ms, lat[3] AS latency_p99_ms,
+       ttft_p95_ms,
+       CASE WHEN n_status > 0 THEN n_error / n_status END AS error_rate,
+       n / ? AS requests_per_s,
+       CASE WHEN n_tokens > 0 THEN tokens / ? END AS tokens_per_s,
+       quality_score,
+       CASE WHEN n_feedback > 0 THEN n_negative / n_feedback END AS negative_feedback_rate
+FROM b"""
+
+# Each bucket's metrics, long; UNPIVOT drops the metrics a bucket has no inputs for (NULL).
+ROLLED_LONG = """
+CREATE OR REPLACE TEMP VIEW rolled_long AS
+UNPIVOT rolled ON COLUMNS(* EXCLUDE (service, ts)) INTO NAME metric VALUE value"""
+ROLLED_SERIES = "SELECT DISTINCT service, metric FROM rolled_long"
+INCOMING_FROM_ROLLED = """
+CREATE OR REPLACE TEMP VIEW incoming AS
+SELECT s.series_id, u.ts, CAST(u.value AS DOUBLE) AS value
+FROM rolled_long u JOIN series s ON s.service = u.service AND s.metric = u.metric"""
+
+# ---------------------------------------------------------------------------------------------
+# Ingest log, events
+
+LOG_INGEST = "INSERT INTO ingest_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_EVENT = """
+INSERT INTO events (service, ts, kind, metric, detail, recorded_at) VALUES (?, ?, ?, ?, ?, ?)
+RETURNING event_id"""
+EVENTS = """
+SELECT event_id, service, ts, kind, metric, detail, recorded_at FROM events
+WHERE (? IS NULL OR service = ?) ORDER BY ts, event_id"""
+
+# ---------------------------------------------------------------------------------------------
+# Reads
+
+SERIES = """
+SELECT series_id, service || ':' || metric AS unique_id, service, metric, unit, kind
+FROM series ORDER BY service, metric"""
+
+HISTORY = """
+SELECT s.service || ':' || s.metric AS unique_id, p.ts AS ds, p.value AS y
+FROM points p JOIN series s USING (series_id)
+WHERE (?::VARCHAR IS NULL OR s.service = ?)
+  AND (?::VARCHAR IS NULL OR s.metric = ?)
+  AND (?::TIMESTAMP IS NULL OR p.ts >= ?)
+  AND (?::TIMESTAMP IS NULL OR p.ts < ?)
+ORDER BY unique_id, ds"""
+
+SERIES_SUMMARY = """
+WITH last AS (
+    SELECT series_id, max(ts) AS last_ts FROM points GROUP BY series_id
+)
+SELECT s.service, s.metric, s.unit, s.kind, count(*) AS points,
+       min(p.ts) AS first_ts, l.last_ts,
+       arg_max(p.value, p.ts) AS last_value,
+       avg(p.value) FILTER (WHERE p.ts > l.last_ts - INTERVAL 1 DAY) AS mean_last_day,
+       avg(p.value) FILTER (WHERE p.ts > l.last_ts - INTERVAL 8 DAY
+                            AND p.ts <= l.last_ts - INTERVAL 7 DAY) AS mean_week_before,
+       min(p.value) AS min_value, max(p.value) AS max_value
+FROM points p JOIN series s USING (series_id) JOIN last l USING (series_id)
+GROUP BY ALL ORDER BY s.service, s.metric"""
+
+COUNTS = """
+SELECT (SELECT count(*) FROM series), (SELECT count(*) FROM points),
+       (SELECT count(*) FROM requests), (SELECT count(*) FROM events)"""
+
+
+def quote_ident(name: str) -> str:
+    """Quote a column name of an input file as a SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'

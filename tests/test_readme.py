@@ -1,0 +1,33 @@
+"""The README stays true: its commands, settings and fleet dates match the code."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from conftest import ROOT
+
+from forecaster.config import Settings
+
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_same() -> None:
+    first_block = README.split("```sh", 1)[1].split("```", 1)[0]
+    assert [line.split("#")[0].strip() for line in first_block.strip().splitlines()] == [
+        "make demo", "make test"]
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_setting_is_documented() -> None:
+    for field in dataclasses.fields(Settings):
+        assert f"| `{field.name}`" in README, field.name
+
+
+def test_the_fleet_table_matches_the_ground_truth() -> None:
+    truth = json.loads((ROOT / "data" / "fleet" / "truth.json").read_text())
+    for uid in ("code-assist:latency_p95_ms", "summarize:quality_score",
+                "embed-batch:requests_per_s", "support-bot:negative_feedback_rate"):
+        crossing = next(c for c in truth["crossings"] if c["unique_id"] == uid)
+        assert crossing["first_crossing"][:10] in README, uid
+    assert truth["incidents"][0]["start"][:10] in README
