@@ -9,9 +9,10 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TextIO
 
 from forecaster import fleet, utcnow
-from forecaster.config import Settings, load_settings
+from forecaster.config import load_settings
 from forecaster.demo import run_demo
 from forecaster.ingest import TIME_UNITS, ReadSpec, ingest_files, rejects_of_file
 from forecaster.schema import (
@@ -84,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_reports(results: Sequence[IngestReport | InputError], out: object) -> int:
+def _print_reports(results: Sequence[IngestReport | InputError], out: TextIO) -> int:
     status = EXIT_OK
     stored = updated = duplicates = rejected = 0
     for result in results:
@@ -92,7 +93,7 @@ def _print_reports(results: Sequence[IngestReport | InputError], out: object) ->
             print(f"refused: {result}", file=sys.stderr)
             status = EXIT_REJECTED
             continue
-        print(result.summary(), file=out)  # type: ignore[arg-type]
+        print(result.summary(), file=out)
         for error in result.errors:
             print(f"  rejected: {error}", file=sys.stderr)
         if result.rejected > len(result.errors):
@@ -106,7 +107,7 @@ def _print_reports(results: Sequence[IngestReport | InputError], out: object) ->
             status = EXIT_REJECTED
     if len(results) > 1:
         print(f"total: {stored} stored, {updated} updated, {duplicates} duplicate, "
-              f"{rejected} rejected", file=out)  # type: ignore[arg-type]
+              f"{rejected} rejected", file=out)
     return status
 
 

@@ -47,6 +47,10 @@ LIMITS: dict[str, tuple[float, str]] = {
 }
 
 
+# The metrics a precursor burst disturbs.
+PRECURSOR_METRICS = ("error_rate", "latency_p99_ms", "ttft_p95_ms")
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:
     """The parameters of one synthetic service.
@@ -134,7 +138,7 @@ def _demand(spec: ServiceSpec, t_days: np.ndarray, start: datetime,
 
 
 def _series(spec: ServiceSpec, t_days: np.ndarray, start: datetime,
-            rng: np.random.Generator) -> tuple[dict[str, np.ndarray], list[dict[str, object]]]:
+            rng: np.random.Generator) -> tuple[dict[str, np.ndarray], list[tuple[int, int]]]:
     """All nine metrics of one service over ``t_days``, and its precursor windows."""
     n = t_days.size
     rps = _demand(spec, t_days, start, rng)
@@ -149,7 +153,7 @@ def _series(spec: ServiceSpec, t_days: np.ndarray, start: datetime,
     p99 = p95 * 1.55 * rng.lognormal(0.0, 0.08, n)
     ttft = p95 * 0.35 * rng.lognormal(0.0, 0.06, n)
     p_error = np.full(n, 0.004)
-    precursors: list[dict[str, object]] = []
+    precursors: list[tuple[int, int]] = []  # (first, last + 1) index of each burst
     start_i = _incident_index(spec, n)
     if start_i is not None:
         end_i = start_i + 30  # two and a half hours
@@ -162,8 +166,7 @@ def _series(spec: ServiceSpec, t_days: np.ndarray, start: datetime,
             p_error[a:a + length] = 0.022
             p99[a:a + length] *= 1.45
             ttft[a:a + length] *= 1.25
-            precursors.append({"start_index": a, "end_index": a + length,
-                               "metrics": ["error_rate", "latency_p99_ms", "ttft_p95_ms"]})
+            precursors.append((a, a + length))
     errors = rng.binomial(requests.astype(np.int64), p_error)
     error_rate = errors / requests.astype(np.int64)
     tokens = rps * spec.tokens_per_request * rng.lognormal(0.0, 0.04, n)
@@ -250,9 +253,8 @@ def generate(
                     "first_crossing": first.isoformat() if first else None,
                     "first_crossing_after_end": after_end.isoformat() if after_end else None,
                 })
-        for window in precursors:
-            a, b = int(window["start_index"]), int(window["end_index"])  # type: ignore[arg-type]
-            for metric in window["metrics"]:  # type: ignore[attr-defined]
+        for a, b in precursors:
+            for metric in PRECURSOR_METRICS:
                 anomalies.append({
                     "unique_id": unique_id(spec.name, metric), "kind": "precursor",
                     "start": _iso(ts[a]), "end": _iso(ts[b]),

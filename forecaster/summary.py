@@ -41,9 +41,10 @@ def render_summary(summary: pl.DataFrame) -> str:
     lines: list[str] = []
     header = (f"  {'metric':<24} {'points':>7} {'last':>12} {'mean 24h':>12} "
               f"{'vs 7d ago':>10} {'min':>12} {'max':>12}")
-    for (service,), block in summary.group_by("service", maintain_order=True):
-        first = block["first_ts"].min()
-        last = block["last_ts"].max()
+    for key, block in summary.group_by("service", maintain_order=True):
+        service = str(key[0])
+        first = block.select(pl.col("first_ts").min()).item()
+        last = block.select(pl.col("last_ts").max()).item()
         lines.append(f"{service}: {block.height} series, {block['points'].sum():,} points, "
                      f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC")
         lines.append(header)

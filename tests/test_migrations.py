@@ -9,8 +9,7 @@ import duckdb
 import pytest
 
 from forecaster.schema import SchemaVersionError
-from forecaster.store import LATEST_VERSION, Store, current_version, migrate
-from forecaster.store import sql
+from forecaster.store import LATEST_VERSION, Store, current_version, migrate, sql
 
 
 def test_a_new_file_gets_every_migration(store: Store, now: datetime) -> None:

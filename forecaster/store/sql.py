@@ -67,7 +67,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 series_id INTEGER NOT NULL,
                 ds TIMESTAMP NOT NULL,
                 mean DOUBLE,
-                q05 DOUBLE, q10 DOUBLE, q25 DOUBLE, q50 DOUBLE, q75 DOUBLE, q90 DOUBLE, q95 DOUBLE)""",
+                q05 DOUBLE, q10 DOUBLE, q25 DOUBLE, q50 DOUBLE,
+                q75 DOUBLE, q90 DOUBLE, q95 DOUBLE)""",
             """CREATE TABLE anomalies (
                 run_id BIGINT NOT NULL,
                 series_id INTEGER NOT NULL,
@@ -204,15 +205,16 @@ DISTINCT_POINT_KEYS = "SELECT DISTINCT service, metric, unit FROM norm"
 # Names, kinds and units are checked once per distinct (service, metric, unit) in Python; `meta`
 # (registered) carries the verdict, the kind's range and a small integer key for each, so that
 # the per-row work is a join on that key and a few comparisons.
-CHECK_POINTS = """
+CHECK_POINTS = f"""
 CREATE OR REPLACE TEMP VIEW checked AS
-SELECT n.row, n.ts, n.value, m.key_id, CASE {ts_checks}
+SELECT n.row, n.ts, n.value, m.key_id, CASE {TS_CHECKS}
     WHEN m.reject_field IS NOT NULL THEN [m.reject_field, m.reject_message]
     WHEN n.value_raw IS NULL THEN ['value', 'missing value']
     WHEN n.value IS NULL
         THEN ['value', '''' || left(CAST(n.value_raw AS VARCHAR), 60) || ''' is not a number']
     WHEN NOT isfinite(n.value)
-        THEN ['value', CAST(n.value AS VARCHAR) || ' is not finite; NaN and infinities are refused']
+        THEN ['value', CAST(n.value AS VARCHAR)
+            || ' is not finite; NaN and infinities are refused']
     WHEN (m.lo IS NOT NULL AND n.value < m.lo) OR (m.hi IS NOT NULL AND n.value > m.hi)
         THEN ['value', CAST(n.value AS VARCHAR) || ' is outside the range of a ' || m.kind || ' metric ('
             || coalesce(CAST(m.lo AS VARCHAR), '-inf') || ' to '
@@ -220,7 +222,7 @@ SELECT n.row, n.ts, n.value, m.key_id, CASE {ts_checks}
     END AS reject
 FROM norm n JOIN meta m
   ON m.k_service = coalesce(n.service, '') AND m.k_metric = coalesce(n.metric, '')
- AND m.k_unit = coalesce(n.unit, '')""".format(ts_checks=TS_CHECKS)
+ AND m.k_unit = coalesce(n.unit, '')"""
 
 COUNT_CHECKED = "SELECT count(*), count(*) FILTER (WHERE reject IS NOT NULL) FROM checked"
 # One pass over the input both counts and de-duplicates: rows grouped by (key, ts, rejected),
@@ -315,9 +317,9 @@ def _request_number_checks() -> str:
 DISTINCT_REQUEST_SERVICES = "SELECT DISTINCT service FROM norm"
 
 # `meta` (registered) holds the verdict on each distinct service name.
-CHECK_REQUESTS = """
+CHECK_REQUESTS = f"""
 CREATE OR REPLACE TEMP VIEW checked AS
-SELECT n.*, CASE {ts_checks}
+SELECT n.*, CASE {TS_CHECKS}
     WHEN m.reject_field IS NOT NULL THEN [m.reject_field, m.reject_message]
     WHEN status_raw IS NOT NULL AND (status IS NULL OR status <> round(status)
                                      OR status < 100 OR status > 599)
@@ -326,10 +328,9 @@ SELECT n.*, CASE {ts_checks}
     WHEN error_raw IS NOT NULL AND error IS NULL
         THEN ['error', '''' || left(CAST(error_raw AS VARCHAR), 60)
             || ''' is not a boolean (true/false, 1/0)']
-    {number_checks}
+    {_request_number_checks()}
     END AS reject
-FROM norm n JOIN meta m ON m.k_service = coalesce(n.service, '')""".format(
-    ts_checks=TS_CHECKS, number_checks=_request_number_checks())
+FROM norm n JOIN meta m ON m.k_service = coalesce(n.service, '')"""
 
 # A request identical in every field to one already stored is that request; n identical rows in
 # one log are n requests (`occurrence` numbers them), so the stored multiplicity of a request is
@@ -385,7 +386,8 @@ WITH r AS (
            count(*) FILTER (WHERE r.is_error) AS n_error,
            count(r.prompt_tokens) + count(r.completion_tokens) AS n_tokens,
            coalesce(sum(r.prompt_tokens), 0) + coalesce(sum(r.completion_tokens), 0) AS tokens,
-           favg(r.quality_score) AS quality_score,  -- compensated: order of requests does not matter
+           -- compensated sum: the order the requests arrive in does not change the mean
+           favg(r.quality_score) AS quality_score,
            count(r.feedback) AS n_feedback,
            count(*) FILTER (WHERE r.feedback < 0) AS n_negative
     FROM r SEMI JOIN touched t ON t.service = r.service AND t.bucket = r.bucket

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -120,7 +121,7 @@ class Store:
         """
         settings = settings or Settings()
         db = Path(path)
-        config: dict[str, str | int | bool] = {}
+        config: dict[str, str | bool | int | float | list[str]] = {}
         if settings.duckdb_threads:
             config["threads"] = settings.duckdb_threads
         if settings.duckdb_memory_limit:
@@ -191,6 +192,19 @@ class Store:
             finally:
                 cur.close()
 
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write transaction on a private cursor: committed on success, else rolled back."""
+        with self._writer() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+                _drop_staging(cur)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
     # -----------------------------------------------------------------------------------------
     # Ingest
 
@@ -212,27 +226,19 @@ class Store:
         repeated (series, ts) wins.
         """
         report = IngestReport(source=source.label)
-        with self._writer() as cur:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                keys = self._check_points(cur, source, options)
-                accepted_keys = self._count_and_report(cur, report, options, by_key=True)
-                if not report.strict_aborted:
-                    series_ids = _ensure_series(cur, [keys[k] for k in accepted_keys])
-                    cur.register("key_series", pa.table({
-                        "key_id": pa.array(accepted_keys, pa.int32()),
-                        "series_id": pa.array([series_ids[keys[k][:2]] for k in accepted_keys],
-                                              pa.int32())}))
-                    cur.execute(sql.INCOMING_FROM_GROUPED)
-                    self._merge_incoming(cur, report)
-                    report.duplicates = (report.rows - report.rejected
-                                         - report.stored - report.updated)
-                self._log(cur, report, "points", options.now)
-                _drop_staging(cur)
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+        with self._transaction() as cur:
+            keys = self._check_points(cur, source, options)
+            accepted_keys = self._count_and_report(cur, report, options, by_key=True)
+            if not report.strict_aborted:
+                series_ids = _ensure_series(cur, [keys[k] for k in accepted_keys])
+                cur.register("key_series", pa.table({
+                    "key_id": pa.array(accepted_keys, pa.int32()),
+                    "series_id": pa.array([series_ids[keys[k][:2]] for k in accepted_keys],
+                                          pa.int32())}))
+                cur.execute(sql.INCOMING_FROM_GROUPED)
+                self._merge_incoming(cur, report)
+                report.duplicates = report.rows - report.rejected - report.stored - report.updated
+            self._log(cur, report, "points", options.now)
         return report
 
     def ingest_requests(self, source: Source, options: IngestOptions) -> IngestReport:
@@ -242,25 +248,18 @@ class Store:
         so overlapping or repeated logs give the same points as one log holding their union.
         """
         report = IngestReport(source=source.label, requests_stored=0)
-        with self._writer() as cur:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                self._check_requests(cur, source, options)
-                self._count_and_report(cur, report, options, by_key=False)
-                if not report.strict_aborted:
-                    cur.execute(sql.NEW_REQUESTS)
-                    (new,) = _one(cur, sql.COUNT_NEW_REQUESTS)
-                    report.requests_stored = int(new)
-                    report.duplicates = report.rows - report.rejected - report.requests_stored
-                    if new:
-                        cur.execute(sql.INSERT_NEW_REQUESTS)
-                        self._roll_up(cur, report)
-                self._log(cur, report, "requests", options.now)
-                _drop_staging(cur)
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+        with self._transaction() as cur:
+            self._check_requests(cur, source, options)
+            self._count_and_report(cur, report, options, by_key=False)
+            if not report.strict_aborted:
+                cur.execute(sql.NEW_REQUESTS)
+                (new,) = _one(cur, sql.COUNT_NEW_REQUESTS)
+                report.requests_stored = int(new)
+                report.duplicates = report.rows - report.rejected - report.requests_stored
+                if new:
+                    cur.execute(sql.INSERT_NEW_REQUESTS)
+                    self._roll_up(cur, report)
+            self._log(cur, report, "requests", options.now)
         return report
 
     def all_rejects(self, source: Source, options: IngestOptions, kind: str) -> pl.DataFrame:
@@ -439,16 +438,17 @@ def _set_utc(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _one(cur: duckdb.DuckDBPyConnection, query: str,
-         params: list[object] | None = None) -> tuple[object, ...]:
+         params: Sequence[object] | None = None) -> tuple[Any, ...]:
     # fetchall, not fetchone: DuckDB 2.0 refuses further work on a cursor with an unfinished result.
     rows = cur.execute(query, params or []).fetchall()
     assert rows, query
     return tuple(rows[0])
 
 
-def _frame(cur: duckdb.DuckDBPyConnection, query: str, params: list[object]) -> pl.DataFrame:
+def _frame(cur: duckdb.DuckDBPyConnection, query: str,
+           params: Sequence[object]) -> pl.DataFrame:
     # DuckDB 2.0: results of execute() have no .pl(); go through Arrow.
-    return cur.sql(query, params=params).pl()
+    return cur.sql(query, params=list(params)).pl()
 
 
 def _first_line(exc: BaseException) -> str:
