@@ -6,6 +6,8 @@ The Python API notebooks and scripts use::
     store = forecaster.open_store("forecaster.duckdb")
     forecaster.ingest_points_frame(store, frame, now=forecaster.utcnow())
     store.history(service="chat-api")   # polars: unique_id, ds, y
+    forecaster.refresh(store)           # forecast and publish one run
+    store.interventions()               # the answers, most urgent first
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from forecaster.ingest import (
     ingest_points_frame,
     ingest_requests_frame,
 )
+from forecaster.pipeline import RunResult, run_once
+from forecaster.policies import Policy, load_policies
 from forecaster.schema import IngestReport, RowError
 from forecaster.store import Store
 
 __all__ = [
-    "IngestReport", "ReadSpec", "RowError", "Settings", "Store", "ingest_files",
-    "ingest_points_frame", "ingest_requests_frame", "load_settings", "open_store", "utcnow",
+    "IngestReport", "Policy", "ReadSpec", "RowError", "RunResult", "Settings", "Store",
+    "ingest_files", "ingest_points_frame", "ingest_requests_frame", "load_policies",
+    "load_settings", "open_store", "refresh", "run_once", "utcnow",
 ]
 
 
@@ -38,3 +43,19 @@ def open_store(path: str | Path, settings: Settings | None = None,
                read_only: bool = False) -> Store:
     """Open (creating or upgrading) a forecaster database for a notebook or script."""
     return Store.open(path, now=utcnow(), settings=settings, read_only=read_only)
+
+
+def refresh(store: Store, now: datetime | None = None, settings: Settings | None = None,
+            policies: str | Path | None = None, reselect: bool = False) -> RunResult:
+    """Forecast every series with a policy and publish one run (see :func:`run_once`).
+
+    Args:
+        store: An open store.
+        now: The time to answer for; default the current time.
+        settings: Thresholds and jobs; default the built-in settings.
+        policies: A policy TOML file added to the built-in policies.
+        reselect: Re-make every model choice now.
+    """
+    return run_once(store, settings or Settings(), load_policies(Path(policies) if policies
+                                                                 else None),
+                    now or utcnow(), reselect=reselect)

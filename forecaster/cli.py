@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from forecaster import fleet, utcnow
-from forecaster.config import load_settings
+from forecaster.config import Settings, load_settings
 from forecaster.demo import run_demo
 from forecaster.ingest import TIME_UNITS, ReadSpec, ingest_files, rejects_of_file
+from forecaster.pipeline import run_once
+from forecaster.policies import Policy, load_policies
 from forecaster.schema import (
     ConfigError,
     ForecasterError,
@@ -24,7 +27,7 @@ from forecaster.schema import (
     StoreLockedError,
 )
 from forecaster.store import LATEST_VERSION, Store
-from forecaster.summary import render_summary
+from forecaster.summary import render_interventions, render_summary
 
 EXIT_OK = 0
 EXIT_REJECTED = 1  # some rows or files were refused; the rest was stored
@@ -37,6 +40,26 @@ def _column_pair(text: str) -> tuple[str, str]:
     if not sep or not target or not source:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=SOURCE_COLUMN")
     return target, source
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time such as 2026-11-26T08:00:00Z") from None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _policies(path: Path | None, settings: Settings) -> tuple[Policy, ...]:
+    chosen = path or (Path(settings.policies) if settings.policies else None)
+    return load_policies(chosen)
+
+
+def _json_value(value: object) -> object:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,6 +94,20 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--errors", type=Path, metavar="CSV",
                        help="write every rejected row (file, row, field, message) to this CSV")
 
+    refresh = commands.add_parser("refresh", help="forecast, compute time to intervention and "
+                                  "publish one run")
+    refresh.add_argument("--now", type=_timestamp, help="the time to answer for (ISO 8601; "
+                         "default: the current time); later points are ignored")
+    refresh.add_argument("--policies", type=Path, help="policy TOML file (default: setting "
+                         "`policies`)")
+    refresh.add_argument("--reselect", action="store_true",
+                         help="re-make every model choice now")
+
+    answers = commands.add_parser("interventions",
+                                  help="the latest published answers, most urgent first")
+    answers.add_argument("--json", action="store_true", help="print JSON")
+    answers.add_argument("--all", action="store_true", help="list the series that are ok too")
+
     commands.add_parser("summary", help="per-service summary of what is stored")
     commands.add_parser("migrate", help="create or upgrade the database schema")
 
@@ -82,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="build the demo database and show it")
     demo.add_argument("--data", type=Path, default=Path("data"))
+    demo.add_argument("--now", type=_timestamp, default=None,
+                      help="answer as of this time (default: the end of the sample data)")
     return parser
 
 
@@ -143,7 +182,7 @@ def run(argv: Sequence[str], environ: dict[str, str], now: datetime) -> int:
             print(f"wrote {path}", file=out)
         return EXIT_OK
     if args.command == "demo":
-        return run_demo(settings, args.data, now, out)
+        return run_demo(settings, args.data, now, out, as_of=args.now)
     with Store.open(settings.db, now=now, settings=settings) as store:
         if args.command == "migrate":
             print(f"{settings.db}: schema version {store.schema_version} "
@@ -151,6 +190,26 @@ def run(argv: Sequence[str], environ: dict[str, str], now: datetime) -> int:
             return EXIT_OK
         if args.command == "summary":
             print(render_summary(store.series_summary()), file=out)
+            return EXIT_OK
+        if args.command == "refresh":
+            policies = _policies(args.policies, settings)
+            result = run_once(store, settings, policies, args.now or now, reselect=args.reselect)
+            timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+            print(f"run {result.run_id} {result.status}: {result.series} series, "
+                  f"{result.failed} failed, {result.reselected} models chosen anew ({timings})",
+                  file=out)
+            return EXIT_OK
+        if args.command == "interventions":
+            frame = store.interventions()
+            if args.json:
+                print(json.dumps([{k: _json_value(v) for k, v in row.items()}
+                                  for row in frame.iter_rows(named=True)], indent=2), file=out)
+                return EXIT_OK
+            runs = store.runs()
+            latest = store.latest_run_id()
+            run = next((r for r in runs.iter_rows(named=True) if r["run_id"] == latest), None)
+            as_of = run["as_of"] if run else now
+            print(render_interventions(frame, run, as_of, show_all=args.all), file=out, end="")
             return EXIT_OK
         spec = ReadSpec(columns=dict(args.column), service=args.service,
                         time_unit=args.time_unit, fmt=args.format, strict=args.strict,

@@ -10,9 +10,11 @@ import dataclasses
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from forecaster.policies import format_duration, parse_duration
 from forecaster.schema import ConfigError
 
 ENV_PREFIX = "FORECASTER_"
@@ -28,16 +30,37 @@ class Settings:
         duckdb_memory_limit: DuckDB's memory limit, for example ``"4GB"``; empty lets DuckDB decide
             (80% of RAM). Larger work spills to a temporary directory beside the database.
         max_reported_errors: How many rejected rows an ingest report lists (all are counted).
+        policies: A policy TOML file added to the built-in policies; empty for none.
+        refresh_every: How often the service refreshes; answers say when to look again by it.
+        selection_max_age: How long a model choice is kept before cross-validation re-makes it.
+        forecast_jobs: Processes statsforecast may use.
+        p_schedule: ``p_breach`` from which an action is scheduled (or due now).
+        p_watch: ``p_breach`` from which a series is watched.
+        sample_paths: Sample paths per series for the first-passage distribution.
+        seed: Seed of the sample paths, so that the same data gives the same answer.
     """
 
     db: Path = Path("forecaster.duckdb")
     duckdb_threads: int = 0
     duckdb_memory_limit: str = ""
     max_reported_errors: int = 20
+    policies: str = ""
+    refresh_every: timedelta = timedelta(minutes=15)
+    selection_max_age: timedelta = timedelta(days=1)
+    forecast_jobs: int = 1
+    p_schedule: float = 0.5
+    p_watch: float = 0.1
+    sample_paths: int = 2000
+    seed: int = 0
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and checked."""
         return _build({**dataclasses.asdict(self), **changes}, "arguments")
+
+    def describe(self) -> dict[str, str]:
+        """Every setting as text, for provenance."""
+        return {k: format_duration(v) if isinstance(v, timedelta) else str(v)
+                for k, v in dataclasses.asdict(self).items()}
 
 
 def _coerce(name: str, raw: Any, kind: type, origin: str) -> Any:
@@ -53,11 +76,28 @@ def _coerce(name: str, raw: Any, kind: type, origin: str) -> Any:
         return value
     if kind is str:
         return str(raw)
+    if kind is float:
+        try:
+            number = float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{origin}: {name} = {raw!r} is not a number") from None
+        if not 0.0 <= number <= 1.0:
+            raise ConfigError(f"{origin}: {name} = {number} must be a probability in [0, 1]")
+        return number
+    if kind is timedelta:
+        if isinstance(raw, timedelta):
+            return raw
+        try:
+            return parse_duration(str(raw))
+        except ValueError as exc:
+            raise ConfigError(f"{origin}: {name}: {exc}") from None
     raise ConfigError(f"{origin}: {name} has an unsupported type")
 
 
-_TYPES: dict[str, type] = {"db": Path, "duckdb_threads": int, "duckdb_memory_limit": str,
-                           "max_reported_errors": int}
+_TYPES: dict[str, type] = {f.name: (f.type if isinstance(f.type, type) else
+                                    {"Path": Path, "int": int, "str": str, "float": float,
+                                     "timedelta": timedelta}[str(f.type)])
+                           for f in dataclasses.fields(Settings)}
 
 
 def _build(values: Mapping[str, Any], origin: str) -> Settings:

@@ -9,19 +9,24 @@ from typing import TextIO
 
 from forecaster.config import Settings
 from forecaster.ingest import ReadSpec, ingest_files
+from forecaster.pipeline import run_once
+from forecaster.policies import load_policies
 from forecaster.schema import InputError
 from forecaster.store import Store
-from forecaster.summary import render_summary
+from forecaster.summary import render_interventions, render_summary
 
 
-def run_demo(settings: Settings, data: Path, now: datetime, out: TextIO) -> int:
-    """Rebuild ``settings.db`` from ``data/fleet`` and print a per-service summary.
+def run_demo(settings: Settings, data: Path, now: datetime, out: TextIO,
+             as_of: datetime | None = None) -> int:
+    """Rebuild ``settings.db`` from ``data/``, refresh once and print the answers.
 
     Args:
-        settings: Where the demo database goes, and DuckDB limits.
-        data: The folder holding ``fleet/points.parquet`` and ``fleet/truth.json``.
-        now: The current time (UTC, naive).
+        settings: Where the demo database goes, DuckDB limits, decision thresholds.
+        data: The folder holding ``fleet/points.parquet``, ``fleet/truth.json`` and
+            ``policies.toml``.
+        now: The current time (UTC, naive), recorded with ingests.
         out: Where to print.
+        as_of: The time to answer for; default the end of the sample data.
 
     Returns:
         A process exit status.
@@ -35,8 +40,8 @@ def run_demo(settings: Settings, data: Path, now: datetime, out: TextIO) -> int:
         stale.unlink(missing_ok=True)
     with Store.open(settings.db, now=now, settings=settings) as store:
         print(f"Building {settings.db} from {points} ...", file=out)
-        for result in ingest_files(store, [points], "points", ReadSpec(), now):
-            print(f"  {result.summary() if not isinstance(result, Exception) else result}",
+        for loaded in ingest_files(store, [points], "points", ReadSpec(), now):
+            print(f"  {loaded if isinstance(loaded, Exception) else loaded.summary()}",
                   file=out)
         truth = json.loads(truth_path.read_text())
         for event in truth.get("events", []):
@@ -50,6 +55,17 @@ def run_demo(settings: Settings, data: Path, now: datetime, out: TextIO) -> int:
         for row in store.events().iter_rows(named=True):
             print(f"  {row['ts']:%Y-%m-%d %H:%M} UTC  {row['service']:<12} {row['kind']}",
                   file=out)
-    print(f"\nThe database is {settings.db}; explore it with "
-          f"`forecaster --db {settings.db} summary`.", file=out)
+        as_of = as_of or datetime.fromisoformat(truth["end"])
+        policies = load_policies(data / "policies.toml")
+        print(f"\nRefreshing as of {as_of:%Y-%m-%d %H:%M} UTC (the end of the sample data) ...",
+              file=out)
+        result = run_once(store, settings, policies, as_of, trigger="demo")
+        timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+        print(f"  run {result.run_id} {result.status}: {result.series} series, "
+              f"{result.failed} failed ({timings})\n", file=out)
+        run = next(r for r in store.runs().iter_rows(named=True)
+                   if r["run_id"] == result.run_id)
+        print(render_interventions(store.interventions(result.run_id), run, as_of), file=out)
+    print(f"The database is {settings.db}. Try `forecaster --db {settings.db} interventions "
+          f"--json` or `forecaster --db {settings.db} summary`.", file=out)
     return 0

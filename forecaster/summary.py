@@ -1,8 +1,9 @@
-"""A readable per-service summary of what is stored."""
+"""Readable text views: what is stored, and a run's answers."""
 
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 import polars as pl
 
@@ -57,3 +58,59 @@ def render_summary(summary: pl.DataFrame) -> str:
                 f"{_fmt(row['min_value'], unit):>12} {_fmt(row['max_value'], unit):>12}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _rel(ts: datetime | None, now: datetime) -> str:
+    if ts is None:
+        return "-"
+    hours = (ts - now).total_seconds() / 3600
+    if hours < 0.5:
+        return "now"
+    if abs(hours) < 36:
+        return f"{hours:.0f} h"
+    return f"{hours / 24:.1f} d"
+
+
+def _eta(row: dict[str, object], now: datetime) -> str:
+    p10, p50, p90 = (row[k] for k in ("eta_p10", "eta_p50", "eta_p90"))
+    if p50 is None and p10 is None:
+        return "-"
+    return f"{_rel(p50, now)} [{_rel(p10, now)} to {_rel(p90, now) if p90 else 'later'}]"  # type: ignore[arg-type]
+
+
+def service_answers(interventions: pl.DataFrame) -> pl.DataFrame:
+    """Each service's most urgent series (the frame comes ranked, most urgent first)."""
+    return interventions.unique(subset="service", keep="first", maintain_order=True)
+
+
+def render_interventions(interventions: pl.DataFrame, run: dict[str, object] | None,
+                         now: datetime, show_all: bool = False) -> str:
+    """Render a run's answers: one line per service, then the series that need attention.
+
+    Args:
+        interventions: :meth:`Store.interventions`, ranked.
+        run: The run's row from :meth:`Store.runs`, for the header.
+        now: Times are shown relative to this.
+        show_all: Also list the series that are ``ok``.
+    """
+    if run is None or interventions.is_empty():
+        return "No published run yet. Run `forecaster refresh` first.\n"
+    lines = [f"Run {run['run_id']} as of {run['as_of']:%Y-%m-%d %H:%M} UTC: "  # type: ignore[str-format]
+             f"{interventions.height} series with a policy.", "",
+             "By service (most urgent series first):",
+             f"  {'service':<13} {'decision':<9} {'series':<24} {'p':>5}  "
+             f"{'eta p50 [p10 to p90]':<26} {'act by':<8} action"]
+    for row in service_answers(interventions).iter_rows(named=True):
+        lines.append(f"  {row['service']:<13} {row['decision']:<9} {row['metric']:<24} "
+                     f"{row['p_breach']:>5.2f}  {_eta(row, now):<26} "
+                     f"{_rel(row['act_by'], now):<8} {row['action']}")
+    shown = interventions if show_all else interventions.filter(pl.col("decision") != "ok")
+    if shown.height:
+        lines += ["", "Series:" if show_all else "Series that need attention:"]
+        for row in shown.iter_rows(named=True):
+            lines.append(f"  {row['unique_id']} [{row['decision']}, model {row['model']}]")
+            lines.append(f"    {row['reason']}")
+    ok = interventions.filter(pl.col("decision") == "ok").height
+    if not show_all:
+        lines += ["", f"{ok} series ok (--all lists them)."]
+    return "\n".join(lines) + "\n"

@@ -51,17 +51,28 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 trigger VARCHAR NOT NULL,
                 error VARCHAR,
                 detail JSON)""",
+            # Provenance of each series in a run: model, window, freshness, why it is special.
             """CREATE TABLE run_series (
                 run_id BIGINT NOT NULL,
                 series_id INTEGER NOT NULL,
                 status VARCHAR NOT NULL,
                 model VARCHAR,
+                transform VARCHAR,
                 train_start TIMESTAMP,
                 train_end TIMESTAMP,
+                n_train INTEGER,
                 last_point TIMESTAMP,
-                fallback VARCHAR,
+                freshness_s DOUBLE,
+                flags VARCHAR,
                 error VARCHAR,
                 PRIMARY KEY (run_id, series_id))""",
+            # The model chosen per series by cross-validation, kept between refreshes.
+            """CREATE TABLE model_choices (
+                series_id INTEGER PRIMARY KEY,
+                model VARCHAR NOT NULL,
+                score DOUBLE,
+                scores JSON,
+                chosen_at TIMESTAMP NOT NULL)""",
             """CREATE TABLE forecasts (
                 run_id BIGINT NOT NULL,
                 series_id INTEGER NOT NULL,
@@ -92,6 +103,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 decision VARCHAR NOT NULL,
                 next_check_at TIMESTAMP,
                 reason VARCHAR NOT NULL,
+                last_value DOUBLE,
                 PRIMARY KEY (run_id, series_id))""",
         ],
     ),
@@ -216,7 +228,8 @@ SELECT n.row, n.ts, n.value, m.key_id, CASE {TS_CHECKS}
         THEN ['value', CAST(n.value AS VARCHAR)
             || ' is not finite; NaN and infinities are refused']
     WHEN (m.lo IS NOT NULL AND n.value < m.lo) OR (m.hi IS NOT NULL AND n.value > m.hi)
-        THEN ['value', CAST(n.value AS VARCHAR) || ' is outside the range of a ' || m.kind || ' metric ('
+        THEN ['value', CAST(n.value AS VARCHAR) || ' is outside the range of a ' || m.kind
+            || ' metric ('
             || coalesce(CAST(m.lo AS VARCHAR), '-inf') || ' to '
             || coalesce(CAST(m.hi AS VARCHAR), 'inf') || ')']
     END AS reject
@@ -423,6 +436,60 @@ RETURNING event_id"""
 EVENTS = """
 SELECT event_id, service, ts, kind, metric, detail, recorded_at FROM events
 WHERE (? IS NULL OR service = ?) ORDER BY ts, event_id"""
+
+# ---------------------------------------------------------------------------------------------
+# Runs: written by the pipeline only; readers see published runs only.
+
+START_RUN = """
+INSERT INTO runs (started_at, as_of, status, trigger) VALUES (?, ?, 'running', ?)
+RETURNING run_id"""
+FINISH_RUN = """
+UPDATE runs SET status = ?, finished_at = ?, error = ?, detail = ? WHERE run_id = ?"""
+# `new_run_series`, `new_forecasts`, `new_interventions`, `new_choices` are registered Arrow
+# tables whose columns follow the tables'.
+PUBLISH_RUN_SERIES = "INSERT INTO run_series BY NAME SELECT * FROM new_run_series"
+PUBLISH_FORECASTS = "INSERT INTO forecasts BY NAME SELECT * FROM new_forecasts"
+PUBLISH_INTERVENTIONS = "INSERT INTO interventions BY NAME SELECT * FROM new_interventions"
+SAVE_CHOICES = """
+INSERT OR REPLACE INTO model_choices BY NAME SELECT * FROM new_choices"""
+MODEL_CHOICES = "SELECT series_id, model, chosen_at FROM model_choices"
+
+POINTS_UP_TO = """
+SELECT series_id, ts, value FROM points
+WHERE ts <= ? AND series_id IN (SELECT unnest(?::INTEGER[]))
+ORDER BY series_id, ts"""
+LAST_POINTS = "SELECT series_id, max(ts) AS last_point FROM points GROUP BY series_id"
+
+LATEST_PUBLISHED_RUN = """
+SELECT run_id FROM runs WHERE status = 'published' ORDER BY run_id DESC LIMIT 1"""
+RUNS = """
+SELECT run_id, started_at, finished_at, as_of, status, trigger, error, detail
+FROM runs ORDER BY run_id DESC LIMIT ?"""
+
+_URGENCY = """CASE i.decision WHEN 'breached' THEN 0 WHEN 'act_now' THEN 1 WHEN 'schedule' THEN 2
+    WHEN 'watch' THEN 3 ELSE 4 END"""
+INTERVENTIONS = """
+SELECT i.run_id, s.service || ':' || s.metric AS unique_id, i.service, i.metric, i.decision,
+       i.p_breach, i.eta_p10, i.eta_p50, i.eta_p90, i.act_by, i.action, i.lead_time_s,
+       i.limit_value, i.direction, i.last_value, i.next_check_at, i.reason,
+       r.model, r.train_start, r.train_end, r.last_point, r.freshness_s, r.flags
+FROM interventions i
+JOIN series s USING (series_id)
+JOIN run_series r ON r.run_id = i.run_id AND r.series_id = i.series_id
+WHERE i.run_id = ?
+ORDER BY {urgency}, i.act_by NULLS LAST, i.p_breach DESC, unique_id""".replace(
+    "{urgency}", _URGENCY)
+FORECASTS = """
+SELECT s.service || ':' || s.metric AS unique_id, f.ds, f.mean, f.q05, f.q10, f.q25, f.q50,
+       f.q75, f.q90, f.q95
+FROM forecasts f JOIN series s USING (series_id)
+WHERE f.run_id = ? AND (?::VARCHAR IS NULL OR s.service || ':' || s.metric = ?)
+ORDER BY unique_id, f.ds"""
+RUN_SERIES = """
+SELECT s.service || ':' || s.metric AS unique_id, r.status, r.model, r.transform,
+       r.train_start, r.train_end, r.n_train, r.last_point, r.freshness_s, r.flags, r.error
+FROM run_series r JOIN series s USING (series_id)
+WHERE r.run_id = ? ORDER BY unique_id"""
 
 # ---------------------------------------------------------------------------------------------
 # Reads

@@ -379,6 +379,71 @@ class Store:
                                      report.strict_aborted])
 
     # -----------------------------------------------------------------------------------------
+    # Runs
+
+    def start_run(self, now: datetime, as_of: datetime, trigger: str) -> int:
+        """Record a run as started (not yet visible to readers); returns its id."""
+        with self._transaction() as cur:
+            (run_id,) = _one(cur, sql.START_RUN, [now, as_of, trigger])
+        return int(run_id)
+
+    def publish_run(
+        self, run_id: int, now: datetime, *, run_series: pl.DataFrame, forecasts: pl.DataFrame,
+        interventions: pl.DataFrame, choices: pl.DataFrame, detail: str,
+    ) -> None:
+        """Publish everything a run computed, and mark it published, in one transaction."""
+        with self._transaction() as cur:
+            for name, frame, statement in (
+                    ("new_run_series", run_series, sql.PUBLISH_RUN_SERIES),
+                    ("new_forecasts", forecasts, sql.PUBLISH_FORECASTS),
+                    ("new_interventions", interventions, sql.PUBLISH_INTERVENTIONS),
+                    ("new_choices", choices, sql.SAVE_CHOICES)):
+                if frame.height:
+                    cur.register(name, frame.to_arrow())
+                    cur.execute(statement)
+                    cur.unregister(name)
+            cur.execute(sql.FINISH_RUN, ["published", now, None, detail, run_id])
+
+    def fail_run(self, run_id: int, now: datetime, error: str, detail: str) -> None:
+        """Mark a run failed; nothing it computed is published."""
+        with self._transaction() as cur:
+            cur.execute(sql.FINISH_RUN, ["failed", now, error, detail, run_id])
+
+    def model_choices(self) -> dict[int, tuple[str, datetime]]:
+        """Stored model choice and when it was made, by series id."""
+        rows = self.cursor().execute(sql.MODEL_CHOICES).fetchall()
+        return {int(sid): (model, at) for sid, model, at in rows}
+
+    def points_up_to(self, series_ids: Sequence[int], end: datetime) -> pa.Table:
+        """Points (series_id, ts, value) of some series with ``ts <= end``, sorted."""
+        return self.cursor().sql(sql.POINTS_UP_TO, params=[end, list(series_ids)]
+                                 ).to_arrow_table()
+
+    def latest_run_id(self) -> int | None:
+        """The newest published run, if any."""
+        rows = self.cursor().execute(sql.LATEST_PUBLISHED_RUN).fetchall()
+        return int(rows[0][0]) if rows else None
+
+    def runs(self, limit: int = 20) -> pl.DataFrame:
+        """The newest runs, published or not."""
+        return _frame(self.cursor(), sql.RUNS, [limit])
+
+    def interventions(self, run_id: int | None = None) -> pl.DataFrame:
+        """A published run's answers (default: the latest), most urgent first."""
+        run_id = run_id if run_id is not None else self.latest_run_id()
+        return _frame(self.cursor(), sql.INTERVENTIONS, [run_id])
+
+    def forecasts(self, unique_id: str | None = None, run_id: int | None = None) -> pl.DataFrame:
+        """A published run's forecast quantiles (default: the latest run), metric scale."""
+        run_id = run_id if run_id is not None else self.latest_run_id()
+        return _frame(self.cursor(), sql.FORECASTS, [run_id, unique_id, unique_id])
+
+    def run_series(self, run_id: int | None = None) -> pl.DataFrame:
+        """Provenance of each series in a run: status, model, window, freshness, flags."""
+        run_id = run_id if run_id is not None else self.latest_run_id()
+        return _frame(self.cursor(), sql.RUN_SERIES, [run_id])
+
+    # -----------------------------------------------------------------------------------------
     # Events
 
     def add_event(self, *, service: str, ts: datetime, kind: str, now: datetime,

@@ -1,0 +1,292 @@
+"""Time to intervention: from a forecast distribution and a policy, when and how surely a series
+crosses its limit, and by when to act. Pure: no database, no clock (``now`` is a parameter).
+
+Method (sample paths). The forecast gives, per future step, a mean and a standard deviation on
+the model scale (log for latencies, logit for rates; see :mod:`forecaster.scales`), read from the
+model's 80% prediction interval under a Gaussian assumption. ``n_paths`` paths are drawn whose
+marginals match those exactly and whose errors have a realistic dependence over time: the
+smallest step variance is observation noise, independent from step to step; the rest grows as a
+random walk (independent increments), the part of the uncertainty that persists, such as the
+level and the trend. For each path the *first* step past the limit is its first-passage time;
+``eta_p10/p50/p90`` are quantiles of those times over all paths (a path that never crosses counts
+as beyond the horizon, so a quantile is absent when fewer paths than it crossed), and
+``p_breach`` is the share of paths that cross within the horizon. First passage of a path happens
+at or before any later crossing, so ``eta_p50`` is never later than where the median forecast
+crosses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from forecaster.policies import Policy, format_duration
+from forecaster.scales import Transform, forward, inverse
+
+Z80 = 1.2815515655446004  # standard normal quantile of 0.9: the 80% interval is mean +- Z80 sd
+
+DECISIONS = ("breached", "act_now", "schedule", "watch", "ok")
+
+_ACTION_PHRASE = {"scale_out": "scaling out", "retrain": "retraining", "rollback": "a rollback",
+                  "investigate": "an investigation"}
+_METRIC_PHRASE = {"latency_p50_ms": "p50 latency", "latency_p95_ms": "p95 latency",
+                  "latency_p99_ms": "p99 latency", "ttft_p95_ms": "p95 time to first token",
+                  "error_rate": "error rate", "requests_per_s": "demand",
+                  "tokens_per_s": "token throughput", "quality_score": "quality score",
+                  "negative_feedback_rate": "negative feedback"}
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastDist:
+    """A forecast on the model scale.
+
+    Attributes:
+        ds: Start of each future step (numpy datetime64[us]), ascending, evenly spaced.
+        mean: Mean per step, on the model scale.
+        sd: Standard deviation per step, on the model scale (>= 0).
+        transform: The model scale.
+        step: The spacing of ``ds``.
+    """
+
+    ds: np.ndarray
+    mean: np.ndarray
+    sd: np.ndarray
+    transform: Transform
+    step: timedelta
+
+    def quantile(self, q: float) -> np.ndarray:
+        """The ``q`` quantile per step, on the metric's own scale."""
+        from statistics import NormalDist
+
+        z = NormalDist().inv_cdf(q)
+        return inverse(self.mean + z * self.sd, self.transform)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What the recent history says.
+
+    Attributes:
+        last_ts: Start of the latest observed bucket.
+        last_value: Its value, aggregated as the policy reads it (max for ``above``).
+        trend_per_day: Change of the daily mean per day over the last week, metric scale.
+        level: Mean over the last day, metric scale.
+    """
+
+    last_ts: datetime
+    last_value: float
+    trend_per_day: float = 0.0
+    level: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A precursor anomaly that raises urgency."""
+
+    ts: datetime
+    score: float
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionSettings:
+    """Thresholds of the decision.
+
+    Attributes:
+        p_schedule: ``p_breach`` from which an action is scheduled (or due now).
+        p_watch: ``p_breach`` from which a series is watched.
+        n_paths: Sample paths drawn.
+        refresh_every: How often new data and a new answer arrive.
+    """
+
+    p_schedule: float = 0.5
+    p_watch: float = 0.1
+    n_paths: int = 2000
+    refresh_every: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class Intervention:
+    """The answer for one series."""
+
+    unique_id: str
+    limit: float
+    direction: str
+    action: str
+    lead_time: timedelta
+    eta_p10: datetime | None
+    eta_p50: datetime | None
+    eta_p90: datetime | None
+    p_breach: float
+    act_by: datetime | None
+    decision: str
+    next_check_at: datetime
+    reason: str
+    last_value: float
+    evidence: tuple[Evidence, ...] = field(default_factory=tuple)
+
+
+def sample_paths(dist: ForecastDist, n_paths: int, rng: np.random.Generator) -> np.ndarray:
+    """Paths on the model scale, shape (n_paths, steps), with the marginals of ``dist``."""
+    var = np.square(np.nan_to_num(dist.sd, nan=0.0))
+    noise = float(var.min()) if var.size else 0.0
+    # The persistent part may only grow (a random walk); a later step whose variance is smaller
+    # than an earlier one's keeps the earlier value, a slight overstatement of uncertainty.
+    persistent = np.maximum.accumulate(var - noise)
+    increments = np.sqrt(np.diff(persistent, prepend=0.0))
+    walk = np.cumsum(rng.standard_normal((n_paths, var.size)) * increments, axis=1)
+    return dist.mean + walk + rng.standard_normal((n_paths, var.size)) * math.sqrt(noise)
+
+
+def first_passage_steps(paths: np.ndarray, limit: float, direction: str) -> np.ndarray:
+    """Per path, the index of the first step past ``limit`` (model scale); inf when none."""
+    crossed = paths > limit if direction == "above" else paths < limit
+    first = np.argmax(crossed, axis=1).astype(float)
+    first[~crossed.any(axis=1)] = np.inf
+    return first
+
+
+def _is_past(value: float, policy: Policy) -> bool:
+    return value > policy.limit if policy.direction == "above" else value < policy.limit
+
+
+def _fmt_value(value: float, metric: str) -> str:
+    if metric.endswith("_ms"):
+        return f"{value:,.0f} ms"
+    if metric.endswith("_rate"):
+        return f"{value * 100:.1f}%"
+    if metric.endswith("_per_s"):
+        return f"{value:,.0f}/s"
+    return f"{value:.3g}"
+
+
+def _fmt_days(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.0f} h" if hours < 36 else f"{hours / 24:.1f} days"
+
+
+def _trend_phrase(metric: str, observation: Observation, transform: Transform) -> str:
+    name = _METRIC_PHRASE.get(metric, metric.replace("_", " "))
+    slope, level = observation.trend_per_day, observation.level
+    if transform is Transform.LOG and level > 0:
+        pct = slope / level * 100
+        if abs(pct) < 0.5:
+            return f"{name} is flat"
+        return f"{name} {'rises' if pct > 0 else 'falls'} about {abs(pct):.1f}% a day"
+    scale = 100.0 if metric.endswith("_rate") else 1.0
+    unit = " points" if scale == 100.0 else ""
+    if abs(slope) * scale < 1e-3 * max(abs(level) * scale, 1e-9) * 5:
+        return f"{name} is flat"
+    return (f"{name} {'rises' if slope > 0 else 'falls'} about "
+            f"{abs(slope) * scale:.3g}{unit} a day")
+
+
+def _when(ts: datetime) -> str:
+    return ts.strftime("%a %d %b %H:%M UTC")
+
+
+def time_to_intervention(
+    unique_id: str,
+    dist: ForecastDist,
+    policy: Policy,
+    observation: Observation,
+    now: datetime,
+    settings: DecisionSettings,
+    rng: np.random.Generator,
+    evidence: tuple[Evidence, ...] = (),
+) -> Intervention:
+    """Compute the answer for one series.
+
+    Args:
+        unique_id: ``service:metric``.
+        dist: The forecast, starting after the last observed bucket.
+        policy: The limit, action and lead time.
+        observation: The latest observed value and the recent trend.
+        now: The current time (UTC, naive); crossings before it are counted at ``now``.
+        settings: Decision thresholds and the number of paths.
+        rng: The random source of the paths (seed it for reproducible answers).
+        evidence: Fresh precursor anomalies of the series; they make an ``ok`` a ``watch``.
+
+    Returns:
+        The intervention, with ``eta_p10 <= eta_p50 <= eta_p90`` where present, ``p_breach`` in
+        [0, 1], and ``act_by = eta_p10 - lead_time``.
+    """
+    metric = unique_id.partition(":")[2]
+    limit_txt = _fmt_value(policy.limit, metric)
+    trend = _trend_phrase(metric, observation, dist.transform)
+    action = _ACTION_PHRASE.get(policy.action, policy.action.replace("_", " "))
+    lead = format_duration(policy.lead_time)
+    step = dist.step
+    eta10: datetime | None
+    eta50: datetime | None
+    eta90: datetime | None
+    act_by: datetime | None
+
+    if _is_past(observation.last_value, policy):
+        decision = "breached"
+        eta10 = eta50 = eta90 = max(observation.last_ts, now - step)
+        p_breach, act_by = 1.0, now
+        reason = (f"{trend} and is past its limit now: {_fmt_value(observation.last_value, metric)}"
+                  f" {'>' if policy.direction == 'above' else '<'} {limit_txt} "
+                  f"(at {_when(observation.last_ts)}); act now ({action}).")
+    else:
+        paths = sample_paths(dist, settings.n_paths, rng)
+        steps = first_passage_steps(paths, float(forward(policy.limit, dist.transform)),
+                                    policy.direction)
+        p_breach = float(np.isfinite(steps).mean())
+        etas: list[datetime | None] = []
+        for q in (0.1, 0.5, 0.9):
+            k = np.quantile(steps, q, method="inverted_cdf")
+            if np.isfinite(k):
+                # A crossing somewhere inside step k: its midpoint, and never before now.
+                at = dist.ds[int(k)].astype("datetime64[us]").item() + step / 2
+                etas.append(max(at, now))
+            else:
+                etas.append(None)
+        eta10, eta50, eta90 = etas
+        act_by = eta10 - policy.lead_time if eta10 is not None else None
+        horizon = _fmt_days(dist.ds[-1].astype("datetime64[us]").item() + step - now)
+        if p_breach >= settings.p_schedule and act_by is not None:
+            decision = "act_now" if act_by <= now else "schedule"
+        elif p_breach >= settings.p_watch or evidence:
+            decision = "watch"
+        else:
+            decision = "ok"
+        if eta50 is not None:
+            span = (f" (80%: {_fmt_days(eta10 - now)} to "  # type: ignore[operator]
+                    f"{_fmt_days(eta90 - now) if eta90 else 'beyond ' + horizon})")
+            crossing = f"crosses {limit_txt} in {_fmt_days(eta50 - now)}{span}"
+        elif eta10 is not None:
+            crossing = (f"may cross {limit_txt} within {horizon} (p={p_breach:.2f}; "
+                        f"earliest in {_fmt_days(eta10 - now)})")
+        else:
+            crossing = f"stays {'below' if policy.direction == 'above' else 'above'} " \
+                       f"{limit_txt} for {horizon} (p={p_breach:.2f})"
+        if decision == "act_now":
+            todo = f"{action} takes {lead}: act now"
+        elif decision == "schedule":
+            todo = f"{action} takes {lead}: act by {_when(act_by)}"  # type: ignore[arg-type]
+        else:
+            todo = ""
+        reason = f"{trend} and {crossing}" + (f"; {todo}" if todo else "") + "."
+    if evidence:
+        listed = ", ".join(f"{e.detail} at {_when(e.ts)}" for e in evidence[:3])
+        more = f" and {len(evidence) - 3} more" if len(evidence) > 3 else ""
+        reason += f" Precursor anomalies: {listed}{more}."
+    next_check = now + settings.refresh_every
+    if decision == "schedule" and act_by is not None:
+        next_check = min(next_check, act_by)
+    return Intervention(
+        unique_id=unique_id, limit=policy.limit, direction=policy.direction,
+        action=policy.action, lead_time=policy.lead_time, eta_p10=eta10, eta_p50=eta50,
+        eta_p90=eta90, p_breach=p_breach, act_by=act_by, decision=decision,
+        next_check_at=next_check, reason=reason, last_value=observation.last_value,
+        evidence=evidence)
+
+
+def urgency_key(item: Intervention) -> tuple[int, datetime, float]:
+    """Sort key: most urgent first (decision, then act-by time, then probability)."""
+    return (DECISIONS.index(item.decision), item.act_by or datetime.max, -item.p_breach)

@@ -1,0 +1,292 @@
+"""One refresh: read what is stored, forecast, compute time to intervention, publish one run.
+
+Everything a run computes is published in one transaction under one run id, so readers never
+see half a refresh. A series that fails is recorded as failed in the run's provenance and the
+others go on; only a failure outside any one series fails the run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+
+from forecaster.config import Settings
+from forecaster.forecast import (
+    FALLBACK,
+    Choice,
+    ForecastSettings,
+    Prepared,
+    forecast,
+    prepare,
+    select_models,
+)
+from forecaster.intervention import (
+    DecisionSettings,
+    ForecastDist,
+    Intervention,
+    time_to_intervention,
+    urgency_key,
+)
+from forecaster.policies import Policy, policy_for
+from forecaster.scales import inverse
+from forecaster.store import Store
+
+QUANTILES = {"q05": 0.05, "q10": 0.10, "q25": 0.25, "q50": 0.50, "q75": 0.75, "q90": 0.90,
+             "q95": 0.95}
+_HERMITE_X, _HERMITE_W = np.polynomial.hermite.hermgauss(12)
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What one refresh did.
+
+    Attributes:
+        run_id: The run.
+        status: ``published`` or ``failed``.
+        series: Series with a policy.
+        failed: Series that could not be computed (recorded, not published as answers).
+        reselected: Series whose model was chosen anew in this run.
+        timings: Seconds spent in read, selection, forecast, intervention and publish.
+        interventions: The answers, most urgent first.
+        error: Why the run failed, if it did.
+    """
+
+    run_id: int
+    status: str
+    series: int = 0
+    failed: int = 0
+    reselected: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    interventions: list[Intervention] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    series_id: int
+    unique_id: str
+    service: str
+    metric: str
+    kind: str
+    policy: Policy
+
+
+def _mean_on_metric_scale(dist: ForecastDist) -> np.ndarray:
+    # E[inverse(Z)] for Z ~ N(mean, sd), by Gauss-Hermite quadrature: the mean of a
+    # back-transformed Gaussian is not the back-transformed mean.
+    z = dist.mean[:, None] + np.sqrt(2.0) * dist.sd[:, None] * _HERMITE_X[None, :]
+    return (inverse(z, dist.transform) * _HERMITE_W[None, :]).sum(axis=1) / np.sqrt(np.pi)
+
+
+def _targets(store: Store, policies: tuple[Policy, ...]) -> list[_Target]:
+    targets = []
+    for row in store.series().iter_rows(named=True):
+        policy = policy_for(policies, row["service"], row["metric"])
+        if policy is not None:
+            targets.append(_Target(row["series_id"], row["unique_id"], row["service"],
+                                   row["metric"], row["kind"], policy))
+    return targets
+
+
+def _latest_events(store: Store, now: datetime) -> dict[str, datetime]:
+    events = store.events().filter(pl.col("ts") <= now)
+    return {service: ts for service, ts in
+            events.group_by("service").agg(pl.col("ts").max()).iter_rows()}
+
+
+def run_once(
+    store: Store,
+    settings: Settings,
+    policies: tuple[Policy, ...],
+    now: datetime,
+    *,
+    trigger: str = "manual",
+    reselect: bool = False,
+) -> RunResult:
+    """Refresh once and publish the result as one run.
+
+    Args:
+        store: The open database (this process is its only writer).
+        settings: Thresholds, jobs, selection age, seed.
+        policies: Which series to watch, their limits and actions.
+        now: The time the answers are for (UTC, naive); later points are not read.
+        trigger: Who asked (``manual``, ``schedule``, ``api``), kept with the run.
+        reselect: Re-make every model choice now, however recent.
+
+    Returns:
+        The run's result; ``status`` is ``failed`` when the run as a whole failed.
+    """
+    started = time.perf_counter()
+    run_id = store.start_run(now, now, trigger)
+    result = RunResult(run_id=run_id, status="running")
+    try:
+        _compute_and_publish(store, settings, policies, now, reselect, result)
+        result.status = "published"
+    except Exception as exc:  # noqa: BLE001 - the run is recorded as failed, then re-raised
+        result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+        detail = json.dumps({"traceback": traceback.format_exc()[-4000:]})
+        store.fail_run(run_id, now, result.error, detail)
+        raise
+    finally:
+        result.timings["total"] = time.perf_counter() - started
+    return result
+
+
+def _compute_and_publish(store: Store, settings: Settings, policies: tuple[Policy, ...],
+                         now: datetime, reselect: bool, result: RunResult) -> None:
+    fs = ForecastSettings(n_jobs=settings.forecast_jobs)
+    decision = DecisionSettings(p_schedule=settings.p_schedule, p_watch=settings.p_watch,
+                                n_paths=settings.sample_paths,
+                                refresh_every=settings.refresh_every)
+    clock = time.perf_counter()
+
+    # Read
+    targets = _targets(store, policies)
+    by_uid = {t.unique_id: t for t in targets}
+    points = store.points_up_to([t.series_id for t in targets], now)
+    sids = points.column("series_id").to_numpy()
+    ts = points.column("ts").to_numpy().astype("datetime64[us]")
+    values = points.column("value").to_numpy()
+    bounds = np.flatnonzero(np.diff(sids)) + 1
+    starts = np.concatenate([[0], bounds]) if sids.size else np.array([], dtype=int)
+    ends = np.concatenate([bounds, [sids.size]]) if sids.size else np.array([], dtype=int)
+    spans = {int(sids[a]): (a, b) for a, b in zip(starts, ends, strict=True)}
+    events = _latest_events(store, now)
+    result.series = len(targets)
+    result.timings["read"] = time.perf_counter() - clock
+
+    failures: dict[str, str] = {}
+    prepared: list[Prepared] = []
+    for target in targets:
+        if target.series_id not in spans:
+            failures[target.unique_id] = "no points up to now"
+            continue
+        a, b = spans[target.series_id]
+        try:
+            item = prepare(target.unique_id, ts[a:b], values[a:b], kind=target.kind,
+                           step=target.policy.freq, direction=target.policy.direction, now=now,
+                           event_at=events.get(target.service), settings=fs)
+        except Exception as exc:  # noqa: BLE001 - one bad series never fails the run
+            failures[target.unique_id] = f"prepare: {type(exc).__name__}: {exc}"
+            continue
+        if item is not None:
+            prepared.append(item)
+
+    # Selection, on its own slower clock
+    clock = time.perf_counter()
+    stored = store.model_choices()
+    stale = [p for p in prepared if reselect
+             or by_uid[p.unique_id].series_id not in stored
+             or stored[by_uid[p.unique_id].series_id][1] < now - settings.selection_max_age]
+    new_choices = select_models(stale, fs) if stale else {}
+    result.reselected = len(new_choices)
+    models = {p.unique_id: stored.get(by_uid[p.unique_id].series_id, (FALLBACK,))[0]
+              for p in prepared}
+    models.update({uid: choice.model for uid, choice in new_choices.items()})
+    result.timings["selection"] = time.perf_counter() - clock
+
+    # Forecast: all at once; if that fails, series by series so one cannot sink the rest.
+    clock = time.perf_counter()
+    horizons = {p.unique_id: by_uid[p.unique_id].policy.steps for p in prepared}
+    try:
+        dists = forecast(prepared, models, horizons, fs)
+    except Exception:  # noqa: BLE001
+        dists = {}
+        for item in prepared:
+            try:
+                dists.update(forecast([item], models, horizons, fs))
+            except Exception as exc:  # noqa: BLE001
+                failures[item.unique_id] = f"forecast: {type(exc).__name__}: {exc}"
+    result.timings["forecast"] = time.perf_counter() - clock
+
+    # Time to intervention
+    clock = time.perf_counter()
+    answers: dict[str, Intervention] = {}
+    for item in prepared:
+        if item.unique_id not in dists:
+            continue
+        target = by_uid[item.unique_id]
+        dist, _ = dists[item.unique_id]
+        rng = np.random.default_rng([settings.seed, target.series_id])
+        try:
+            answers[item.unique_id] = time_to_intervention(
+                item.unique_id, dist, target.policy, item.observation, now, decision, rng)
+        except Exception as exc:  # noqa: BLE001
+            failures[item.unique_id] = f"intervention: {type(exc).__name__}: {exc}"
+    result.timings["intervention"] = time.perf_counter() - clock
+
+    # Publish
+    clock = time.perf_counter()
+    frames = _frames(result.run_id, targets, prepared, dists, answers, failures, new_choices,
+                     spans, ts, now)
+    result.failed = len(failures)
+    result.interventions = sorted(answers.values(), key=urgency_key)
+    detail = json.dumps({"settings": settings.describe(), "series": result.series,
+                         "failed": result.failed, "reselected": result.reselected,
+                         "timings": {k: round(v, 3) for k, v in result.timings.items()}})
+    store.publish_run(result.run_id, now, detail=detail, **frames)
+    result.timings["publish"] = time.perf_counter() - clock
+
+
+def _frames(
+    run_id: int, targets: list[_Target], prepared: list[Prepared],
+    dists: dict[str, tuple[ForecastDist, str]], answers: dict[str, Intervention],
+    failures: dict[str, str], new_choices: dict[str, Choice], spans: dict[int, tuple[int, int]],
+    ts: np.ndarray, now: datetime,
+) -> dict[str, pl.DataFrame]:
+    items = {p.unique_id: p for p in prepared}
+    series_rows, forecast_parts, answer_rows = [], [], []
+    for target in targets:
+        uid, sid = target.unique_id, target.series_id
+        item = items.get(uid)
+        last_point = (ts[spans[sid][1] - 1].astype("datetime64[us]").item()
+                      if sid in spans else None)
+        model = dists[uid][1] if uid in dists else None
+        status = "failed" if uid in failures else (
+            "fallback" if model == FALLBACK or (item and item.degenerate) else "ok")
+        series_rows.append({
+            "run_id": run_id, "series_id": sid, "status": status, "model": model,
+            "transform": item.transform.value if item else None,
+            "train_start": item.train_start if item else None,
+            "train_end": item.observation.last_ts if item else None,
+            "n_train": int(item.y.size) if item else None,
+            "last_point": last_point,
+            "freshness_s": (now - last_point).total_seconds() if last_point else None,
+            "flags": ",".join(item.flags) if item and item.flags else None,
+            "error": failures.get(uid),
+        })
+        if uid in dists and uid in answers:
+            dist = dists[uid][0]
+            part = {"ds": dist.ds, "mean": _mean_on_metric_scale(dist)}
+            part.update({name: dist.quantile(q) for name, q in QUANTILES.items()})
+            forecast_parts.append(pl.DataFrame(part).with_columns(
+                run_id=pl.lit(run_id, pl.Int64), series_id=pl.lit(sid, pl.Int32)))
+        answer = answers.get(uid)
+        if answer is not None:
+            answer_rows.append({
+                "run_id": run_id, "series_id": sid, "service": target.service,
+                "metric": target.metric, "limit_value": answer.limit,
+                "direction": answer.direction, "action": answer.action,
+                "lead_time_s": answer.lead_time.total_seconds(), "eta_p10": answer.eta_p10,
+                "eta_p50": answer.eta_p50, "eta_p90": answer.eta_p90,
+                "p_breach": answer.p_breach, "act_by": answer.act_by,
+                "decision": answer.decision, "next_check_at": answer.next_check_at,
+                "reason": answer.reason, "last_value": answer.last_value,
+            })
+    by_uid = {t.unique_id: t.series_id for t in targets}
+    choices = pl.DataFrame([{
+        "series_id": by_uid[uid], "model": choice.model, "score": choice.score,
+        "scores": json.dumps(choice.scores), "chosen_at": now,
+    } for uid, choice in new_choices.items()])
+    return {
+        "run_series": pl.DataFrame(series_rows, infer_schema_length=None),
+        "forecasts": pl.concat(forecast_parts) if forecast_parts else pl.DataFrame(),
+        "interventions": pl.DataFrame(answer_rows, infer_schema_length=None),
+        "choices": choices,
+    }

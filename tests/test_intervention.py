@@ -1,0 +1,132 @@
+"""Time to intervention on forecast distributions with known answers (pure, no models)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+
+from forecaster.intervention import (
+    DecisionSettings,
+    ForecastDist,
+    Observation,
+    first_passage_steps,
+    sample_paths,
+    time_to_intervention,
+)
+from forecaster.policies import Policy
+from forecaster.scales import Transform
+
+NOW = datetime(2026, 11, 26, 0, 0)
+STEP = timedelta(hours=1)
+SETTINGS = DecisionSettings(n_paths=4000)
+
+
+def dist(mean: np.ndarray, sd: np.ndarray | float,
+         transform: Transform = Transform.IDENTITY) -> ForecastDist:
+    ds = np.datetime64(NOW, "us") + np.arange(mean.size) * np.timedelta64(1, "h")
+    return ForecastDist(ds=ds, mean=mean, sd=np.broadcast_to(np.asarray(sd, float), mean.shape),
+                        transform=transform, step=STEP)
+
+
+def policy(limit: float, direction: str = "above", lead: timedelta = timedelta(hours=6),
+           metric: str = "queue_depth") -> Policy:
+    return Policy(metric=metric, limit=limit, direction=direction, action="scale_out",
+                  lead_time=lead)
+
+
+def answer(d: ForecastDist, p: Policy, last: float = 0.0, seed: int = 1):
+    obs = Observation(last_ts=NOW - STEP, last_value=last, trend_per_day=0.0, level=last)
+    return time_to_intervention("svc:queue_depth", d, p, obs, NOW, SETTINGS,
+                                np.random.default_rng(seed))
+
+
+def test_a_certain_linear_rise_crosses_where_the_line_does() -> None:
+    # mean = step index; limit 100.5 is passed at step 101, with next to no noise.
+    a = answer(dist(np.arange(336, dtype=float), 1e-6), policy(100.5))
+    expected = NOW + 101 * STEP + STEP / 2  # midpoint of the step that crosses
+    assert a.eta_p10 == a.eta_p50 == a.eta_p90 == expected
+    assert a.p_breach == 1.0
+    assert a.act_by == expected - timedelta(hours=6)
+    assert a.decision == "schedule" and a.next_check_at == NOW + SETTINGS.refresh_every
+
+
+def test_a_flat_healthy_series_is_ok() -> None:
+    a = answer(dist(np.full(336, 10.0), 1.0), policy(100.0), last=10.0)
+    assert a.decision == "ok" and a.p_breach == 0.0
+    assert a.eta_p10 is None and a.eta_p50 is None and a.eta_p90 is None and a.act_by is None
+    assert "stays below" in a.reason
+
+
+def test_a_series_past_its_limit_is_breached() -> None:
+    a = answer(dist(np.full(336, 120.0), 1.0), policy(100.0), last=120.0)
+    assert a.decision == "breached" and a.p_breach == 1.0 and a.act_by == NOW
+    assert "past its limit" in a.reason
+
+
+def test_below_limits_cross_downwards() -> None:
+    # A score falling 0.01 a step from 0.9, on the logit scale: below 0.505 first at step 40.
+    p_metric = np.clip(0.9 - 0.01 * np.arange(336), 0.01, 0.99)
+    mean = np.log(p_metric / (1 - p_metric))
+    a = answer(dist(mean, 1e-6, Transform.LOGIT), policy(0.505, "below", metric="quality_score"),
+               last=0.9)
+    assert a.eta_p50 == NOW + 40 * STEP + STEP / 2
+    assert a.decision == "schedule"
+    assert answer(dist(mean, 1e-6, Transform.LOGIT), policy(0.5, "above"), last=0.9).decision \
+        == "breached"
+
+
+def test_lead_time_longer_than_the_earliest_crossing_means_act_now() -> None:
+    a = answer(dist(np.arange(336, dtype=float), 1e-6), policy(10.5, lead=timedelta(days=1)))
+    assert a.act_by is not None and a.act_by < NOW
+    assert a.decision == "act_now" and "act now" in a.reason
+
+
+def test_an_uncertain_crossing_is_watched_with_the_probability_it_has() -> None:
+    # Level 0 with sd 1: the first-passage probability over 336 steps of iid noise above 3.2 sd
+    # is 1 - (1 - P(Z > 3.2))^336 = 1 - (1 - 6.87e-4)^336 = 0.206.
+    a = answer(dist(np.zeros(336), 1.0), policy(3.2))
+    assert a.p_breach == pytest.approx(0.206, abs=0.03)
+    assert a.decision == "watch" and a.eta_p10 is not None and a.eta_p50 is None
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_invariants_on_random_distributions(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    steps = int(rng.integers(24, 400))
+    mean = np.cumsum(rng.normal(rng.normal(0, 0.05), 0.2, steps))
+    sd = np.abs(rng.normal(0.5, 0.3)) * np.sqrt(1 + np.arange(steps) * rng.uniform(0, 0.1))
+    limit = float(rng.normal(2, 2))
+    a = answer(dist(mean, sd), policy(limit, "above" if seed % 2 else "below"),
+               last=float(mean[0]) - (1 if seed % 2 else -1) * 50, seed=seed)
+    assert 0.0 <= a.p_breach <= 1.0
+    etas = [e for e in (a.eta_p10, a.eta_p50, a.eta_p90) if e is not None]
+    assert etas == sorted(etas)
+    assert all(e >= NOW for e in etas)
+    if a.eta_p10 is not None:
+        assert a.act_by == a.eta_p10 - timedelta(hours=6) and a.act_by < a.eta_p10
+    if a.eta_p50 is not None:
+        # First passage is at or before the point where the median forecast crosses.
+        crossed = mean > limit if seed % 2 else mean < limit
+        if crossed.any():
+            assert a.eta_p50 <= NOW + int(np.argmax(crossed)) * STEP + STEP / 2
+    if a.eta_p90 is not None:
+        assert a.eta_p50 is not None and a.eta_p10 is not None
+
+
+def test_sample_paths_match_the_forecast_marginals() -> None:
+    sd = np.linspace(1.0, 3.0, 48)
+    paths = sample_paths(dist(np.full(48, 5.0), sd), 20000, np.random.default_rng(3))
+    assert paths.mean(axis=0) == pytest.approx(np.full(48, 5.0), abs=0.06)
+    assert paths.std(axis=0) == pytest.approx(sd, rel=0.03)
+    # errors persist: neighbouring late steps are strongly correlated, the first is not
+    late = np.corrcoef(paths[:, 40], paths[:, 41])[0, 1]
+    assert late > 0.8
+
+
+def test_first_passage_counts_the_first_step_only() -> None:
+    paths = np.array([[0, 2, 0, 2], [0, 0, 0, 0], [3, 3, 3, 3]], dtype=float)
+    steps = first_passage_steps(paths, 1.0, "above")
+    assert steps.tolist() == [1.0, float("inf"), 0.0]
+    assert first_passage_steps(paths, 1.0, "below").tolist() == [0.0, 0.0, float("inf")]

@@ -1,0 +1,165 @@
+"""One refresh on a real DuckDB file: published as one run, failures isolated."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import run_cli
+
+import forecaster.pipeline as pipeline
+from forecaster.config import Settings
+from forecaster.ingest import ingest_points_frame
+from forecaster.pipeline import run_once
+from forecaster.policies import Policy
+from forecaster.store import Store
+
+START = datetime(2026, 11, 1)
+NOW = START + timedelta(days=14)
+POLICIES = (
+    Policy("depth", 150.0, "above", "scale_out", timedelta(hours=6)),
+    Policy("quality_score", 0.8, "below", "retrain", timedelta(hours=12)),
+)
+
+
+def series(service: str, metric: str, values: np.ndarray, every_min: int = 5) -> pl.DataFrame:
+    ts = [START + timedelta(minutes=every_min * i) for i in range(values.size)]
+    return pl.DataFrame({"ts": ts, "service": service, "metric": metric, "value": values})
+
+
+@pytest.fixture
+def fleet_store(store: Store, now: datetime) -> Store:
+    rng = np.random.default_rng(7)
+    n = 12 * 24 * 14
+    hours = np.arange(n) / 12
+    frames = [
+        series("rising", "depth", 100 + 0.1 * hours + rng.normal(0, 2, n)),
+        series("flat", "depth", 50 + rng.normal(0, 2, n)),
+        series("hot", "depth", 140 + 0.2 * hours.clip(0, 100) + rng.normal(0, 1, n)),
+        series("drift", "quality_score", np.clip(0.95 - 0.008 * hours / 24
+                                                 + rng.normal(0, 0.005, n), 0, 1)),
+        series("tiny", "depth", np.array([1.0, 2.0, 3.0, 4.0, 5.0])),
+        series("const", "depth", np.full(n, 10.0)),
+        series("gappy", "depth", 20 + rng.normal(0, 1, n // 12), every_min=60 * 3),
+        series("unwatched", "gpu_temp", rng.normal(60, 1, 100)),
+    ]
+    for frame in frames:
+        report = ingest_points_frame(store, frame, now)
+        assert report.rejected == 0, report.summary()
+    return store
+
+
+def test_one_run_publishes_every_series_with_a_policy(fleet_store: Store) -> None:
+    result = run_once(fleet_store, Settings(), POLICIES, NOW)
+    assert result.status == "published" and result.failed == 0
+    assert result.series == 7 and result.reselected == 7
+    answers = {row["unique_id"]: row for row in fleet_store.interventions().iter_rows(named=True)}
+    assert set(answers) == {"rising:depth", "flat:depth", "hot:depth", "drift:quality_score",
+                            "tiny:depth", "const:depth", "gappy:depth"}
+    assert answers["hot:depth"]["decision"] == "breached"
+    assert answers["flat:depth"]["decision"] == "ok"
+    assert answers["const:depth"]["decision"] == "ok"
+    assert answers["rising:depth"]["decision"] == "schedule"
+    assert answers["drift:quality_score"]["decision"] in ("schedule", "act_now")
+    ranked = fleet_store.interventions()["decision"].to_list()
+    order = ["breached", "act_now", "schedule", "watch", "ok"]
+    assert ranked == sorted(ranked, key=order.index)
+    provenance = {r["unique_id"]: r for r in fleet_store.run_series().iter_rows(named=True)}
+    assert provenance["tiny:depth"]["status"] == "fallback"
+    assert "too_short" in provenance["tiny:depth"]["flags"]
+    assert "constant" in provenance["const:depth"]["flags"]
+    assert "gappy" in provenance["gappy:depth"]["flags"]
+    assert provenance["rising:depth"]["freshness_s"] == 300.0
+    assert provenance["rising:depth"]["model"] in ("MSTL", "AutoTheta", "SeasonalNaive")
+    forecasts = fleet_store.forecasts("rising:depth")
+    assert forecasts.height == 14 * 24
+    quantiles = forecasts.select("q05", "q10", "q25", "q50", "q75", "q90", "q95").to_numpy()
+    assert np.all(np.diff(quantiles, axis=1) >= 0)  # ordered at every step
+
+
+def test_a_second_run_reuses_model_choices_until_they_age(fleet_store: Store) -> None:
+    first = run_once(fleet_store, Settings(), POLICIES, NOW)
+    second = run_once(fleet_store, Settings(), POLICIES, NOW + timedelta(hours=1))
+    assert second.reselected == 0 and second.run_id == first.run_id + 1
+    aged = run_once(fleet_store, Settings(), POLICIES, NOW + timedelta(days=2))
+    assert aged.reselected == 7
+    assert fleet_store.latest_run_id() == aged.run_id
+
+
+def test_readers_see_only_published_runs(fleet_store: Store) -> None:
+    published = run_once(fleet_store, Settings(), POLICIES, NOW)
+    unfinished = fleet_store.start_run(NOW, NOW, "manual")
+    assert fleet_store.latest_run_id() == published.run_id != unfinished
+    assert fleet_store.interventions()["run_id"].unique().to_list() == [published.run_id]
+
+
+def test_a_failing_series_is_recorded_and_the_others_published(
+    fleet_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = pipeline.prepare
+
+    def flaky(unique_id: str, *args: object, **kwargs: object):  # noqa: ANN202
+        if unique_id == "flat:depth":
+            raise RuntimeError("disk on fire")
+        return real(unique_id, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "prepare", flaky)
+    result = run_once(fleet_store, Settings(), POLICIES, NOW)
+    assert result.status == "published" and result.failed == 1
+    provenance = {r["unique_id"]: r for r in fleet_store.run_series().iter_rows(named=True)}
+    assert provenance["flat:depth"]["status"] == "failed"
+    assert "disk on fire" in provenance["flat:depth"]["error"]
+    assert "rising:depth" in fleet_store.interventions()["unique_id"].to_list()
+
+
+def test_a_failed_run_is_recorded_and_never_read(
+    fleet_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = run_once(fleet_store, Settings(), POLICIES, NOW)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("store went away")
+
+    monkeypatch.setattr(pipeline, "_targets", broken)
+    with pytest.raises(OSError):
+        run_once(fleet_store, Settings(), POLICIES, NOW)
+    runs = fleet_store.runs()
+    assert runs["status"].to_list()[:2] == ["failed", "published"]
+    assert "store went away" in runs["error"].to_list()[0]
+    assert fleet_store.latest_run_id() == good.run_id
+
+
+def test_future_points_are_not_used(fleet_store: Store, now: datetime) -> None:
+    before = run_once(fleet_store, Settings(), POLICIES, NOW)
+    answer = fleet_store.interventions(before.run_id).filter(pl.col("unique_id") == "rising:depth")
+    later = series("rising", "depth", np.full(500, 999.0))
+    later = later.with_columns(pl.col("ts") + timedelta(days=14, minutes=5))
+    ingest_points_frame(fleet_store, later, now)
+    after = run_once(fleet_store, Settings(), POLICIES, NOW)
+    again = fleet_store.interventions(after.run_id).filter(pl.col("unique_id") == "rising:depth")
+    columns = ["decision", "p_breach", "eta_p10", "eta_p50", "eta_p90", "act_by", "reason"]
+    assert again.select(columns).equals(answer.select(columns))
+
+
+def test_refresh_and_interventions_commands(tmp_path: Path) -> None:
+    db = tmp_path / "cli.duckdb"
+    points = tmp_path / "p.parquet"
+    rng = np.random.default_rng(1)
+    n = 12 * 24 * 10
+    series("web", "latency_p95_ms", 800 * np.exp(0.05 * np.arange(n) / 288)
+           * rng.lognormal(0, 0.03, n)).write_parquet(points)
+    assert run_cli("--db", str(db), "ingest", "points", str(points)).returncode == 0
+    refresh = run_cli("--db", str(db), "refresh", "--now", "2026-11-11T00:00:00Z")
+    assert refresh.returncode == 0, refresh.stderr
+    assert "run 1 published: 1 series, 0 failed" in refresh.stdout
+    table = run_cli("--db", str(db), "interventions")
+    assert "web" in table.stdout and "latency_p95_ms" in table.stdout
+    data = json.loads(run_cli("--db", str(db), "interventions", "--json").stdout)
+    [item] = data
+    assert item["unique_id"] == "web:latency_p95_ms" and item["run_id"] == 1
+    assert item["decision"] in ("schedule", "act_now", "watch")
+    assert 0 <= item["p_breach"] <= 1 and item["model"]
