@@ -276,11 +276,12 @@ def forecast(
         with np.errstate(divide="ignore", invalid="ignore"):
             frame = sf.forecast(df=_long(group), h=h, level=[80])
         lo, hi = f"{model}-lo-80", f"{model}-hi-80"
+        members = {p.unique_id: p for p in group}
         for (uid,), rows in frame.group_by("unique_id"):
             rows = rows.sort("ds")
             mean = rows[model].to_numpy().astype(float)
             sd = ((rows[hi] - rows[lo]).to_numpy().astype(float)) / (2 * Z80)
-            item = next(p for p in group if p.unique_id == uid)
+            item = members[str(uid)]
             if not np.all(np.isfinite(mean)):
                 mean = np.full(h, item.y[-1])
             if not np.all(np.isfinite(sd)):

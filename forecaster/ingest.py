@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 
 from forecaster.schema import IngestReport, InputError
@@ -210,7 +211,8 @@ def ingest_requests_frame(
     return ingest(store, _frame_source(frame, label), "requests", spec or ReadSpec(), now)
 
 
-def rejects_of_file(store: Store, path: Path, kind: str, spec: ReadSpec, now: datetime):
+def rejects_of_file(store: Store, path: Path, kind: str, spec: ReadSpec,
+                    now: datetime) -> pl.DataFrame:
     """Every rejected row of a file as a polars frame (row, field, message); stores nothing."""
     source = _file_source(Path(path), spec)
     allowed = POINT_COLUMNS if kind == "points" else REQUEST_COLUMNS

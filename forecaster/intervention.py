@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from statistics import NormalDist
 
 import numpy as np
 
@@ -59,8 +60,6 @@ class ForecastDist:
 
     def quantile(self, q: float) -> np.ndarray:
         """The ``q`` quantile per step, on the metric's own scale."""
-        from statistics import NormalDist
-
         z = NormalDist().inv_cdf(q)
         return inverse(self.mean + z * self.sd, self.transform)
 

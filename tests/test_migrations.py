@@ -70,3 +70,16 @@ def test_a_failed_step_leaves_the_file_at_the_previous_version(
     assert con.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'runs'"
                    ).fetchall() == [(0,)]
     con.close()
+
+
+def test_read_only_open_of_an_older_file_says_how_to_upgrade(db_path: Path,
+                                                              now: datetime) -> None:
+    con = duckdb.connect(str(db_path))
+    migrate(con, now, target=1)
+    con.close()
+    with pytest.raises(SchemaVersionError, match="open it writable once to upgrade it"):
+        Store.open(db_path, now=now, read_only=True)
+    with Store.open(db_path, now=now):
+        pass
+    with Store.open(db_path, now=now, read_only=True) as store:
+        assert store.schema_version == LATEST_VERSION

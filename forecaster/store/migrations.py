@@ -22,6 +22,13 @@ def current_version(con: duckdb.DuckDBPyConnection) -> int:
     return int(version)
 
 
+def newer_message(path: str, version: int) -> str:
+    """What to say about a database written by a newer forecaster."""
+    return (f"{path} has schema version {version}, but this forecaster knows versions up to "
+            f"{LATEST_VERSION}: it was written by a newer forecaster. Upgrade forecaster "
+            "(pip install -U forecaster) or open a copy made for this version.")
+
+
 def migrate(
     con: duckdb.DuckDBPyConnection,
     applied_at: datetime,
@@ -45,11 +52,7 @@ def migrate(
     """
     before = current_version(con)
     if before > LATEST_VERSION:
-        raise SchemaVersionError(
-            f"{path} has schema version {before}, but this forecaster knows versions up to "
-            f"{LATEST_VERSION}: it was written by a newer forecaster. Upgrade forecaster "
-            "(pip install -U forecaster) or open a copy made for this version."
-        )
+        raise SchemaVersionError(newer_message(path, before))
     for version, description, statements in sql.MIGRATIONS:
         if before < version <= target:
             con.execute("BEGIN TRANSACTION")

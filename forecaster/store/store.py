@@ -26,12 +26,13 @@ from forecaster.schema import (
     IngestReport,
     InputError,
     RowError,
+    SchemaVersionError,
     StoreLockedError,
     is_valid_name,
     metric_kind,
 )
 from forecaster.store import lock, sql
-from forecaster.store.migrations import LATEST_VERSION, current_version, migrate
+from forecaster.store.migrations import LATEST_VERSION, current_version, migrate, newer_message
 
 _TIMESTAMP_TYPES = ("TIMESTAMP", "DATE")
 
@@ -139,9 +140,10 @@ class Store:
         try:
             if read_only:
                 version = current_version(con)
-                if version != LATEST_VERSION:
-                    migrate(con, now, target=version, path=str(db))  # refuses newer files
-                    raise StoreLockedError(
+                if version > LATEST_VERSION:
+                    raise SchemaVersionError(newer_message(str(db), version))
+                if version < LATEST_VERSION:
+                    raise SchemaVersionError(
                         f"{db} has schema version {version}; open it writable once to upgrade it "
                         f"to {LATEST_VERSION}")
             else:
