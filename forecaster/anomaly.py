@@ -1,0 +1,299 @@
+"""Precursor anomalies with PyOD, streaming-safe: a score at row t uses only rows up to t.
+
+Features of each row (see :func:`features`), each from trailing windows of the rows before it:
+
+- ``level``, ``long_level``: the value's distance from the mean of the ``window`` and
+  ``long_window`` rows before it, in their standard deviations;
+- ``step``: the same for the change from the previous row (a jump);
+- ``spread``, ``long_spread``: log of the recent spread (``short`` and ``12 short`` rows) over the
+  window's (a wobble);
+- ``shift``, ``drift``: the recent mean's distance from the window's mean;
+- ``extreme``, ``extreme_step``: how far into the tails of *all* earlier values (or jumps) it is;
+- ``seasonal``, ``seasonal_spread``: the residual of a seasonal-naive forecast (the value a
+  ``season`` ago), standardised, and its recent spread.
+
+A PyOD detector (ECOD by default) is fitted on the feature rows seen so far and re-fitted every
+``refit_every`` rows; each row is scored by the model fitted before it, on its own (see
+:class:`StreamingECOD`). Raw scores are calibrated into [0, 1] against the detector's training
+scores: the empirical distribution up to its 90th percentile and, above it, ``1 - 0.1 / (1 + x)``
+with ``x`` the excess over that percentile in units of the mean excess (peaks over threshold), so
+that a score means about the same in every series and scores beyond anything seen still rank.
+Finally an anomaly that lasts is reported at its onset: a row keeps its score only when it beats
+every score of the ``settle`` rows before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from pyod.models.base import BaseDetector
+from pyod.models.ecod import ECOD
+from scipy.stats import skew
+
+FEATURES = ("level", "step", "spread", "shift", "long_level", "extreme", "long_spread",
+            "drift", "seasonal", "extreme_step", "seasonal_spread")
+
+
+class Detector(Protocol):
+    """The PyOD contract this module relies on."""
+
+    decision_scores_: np.ndarray
+
+    def fit(self, X: np.ndarray, y: None = None) -> Detector: ...  # noqa: N803, D102
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray: ...  # noqa: N803, D102
+
+
+class StreamingECOD(ECOD):
+    """PyOD's ECOD, scoring each row against the training data alone.
+
+    PyOD's ``ECOD.decision_function`` recomputes its empirical distributions over the training
+    data *and all the rows being scored*, so scoring a block of rows lets later rows change the
+    scores of earlier ones: a look-ahead. Here each row's score is what ECOD gives that row scored
+    on its own (the training data plus that row), computed for a whole block at once. Fitting, and
+    ``decision_scores_``, ``threshold_`` and ``labels_``, are PyOD's own.
+    """
+
+    def fit(self, X: np.ndarray, y: None = None) -> StreamingECOD:  # noqa: N803
+        # PyOD's fit scores the training data with decision_function: let it use its own.
+        self.__dict__.pop("_sorted", None)
+        super().fit(X, y)
+        train = np.asarray(X, dtype=float)
+        self._sorted = np.sort(train, axis=0)
+        self._skew_sign = np.sign(skew(train, axis=0))
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        if not hasattr(self, "_sorted"):
+            return super().decision_function(X)
+        x = np.asarray(X, dtype=float)
+        n = self._sorted.shape[0]
+        left = np.empty_like(x)
+        right = np.empty_like(x)
+        for j in range(x.shape[1]):
+            column = self._sorted[:, j]
+            # the row itself counts in both tails, as when appended to the training data
+            left[:, j] = (np.searchsorted(column, x[:, j], side="right") + 1) / (n + 1)
+            right[:, j] = (n - np.searchsorted(column, x[:, j], side="left") + 1) / (n + 1)
+        u_left, u_right = -np.log(left), -np.log(right)
+        u_skew = (u_left * -1 * np.sign(self._skew_sign - 1)
+                  + u_right * np.sign(self._skew_sign + 1))
+        return np.maximum(np.maximum(u_left, u_right), u_skew).sum(axis=1)
+
+
+def make_detector(name: str) -> BaseDetector:
+    """A PyOD detector by name (``ecod``, ``hbos``, ``iforest``, ``knn``); each scores a row
+    independently of the other rows scored with it."""
+    if name == "ecod":
+        return StreamingECOD()
+    if name == "hbos":
+        from pyod.models.hbos import HBOS
+
+        return HBOS()
+    if name == "iforest":
+        from pyod.models.iforest import IForest
+
+        return IForest(random_state=0)
+    if name == "knn":
+        from pyod.models.knn import KNN
+
+        return KNN()
+    raise ValueError(f"unknown detector {name!r}; known: ecod, hbos, iforest, knn")
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalySettings:
+    """Detector and windows.
+
+    Attributes:
+        detector: PyOD detector name.
+        window: Rows of the trailing window the features compare with.
+        short: Rows of the recent window for ``spread`` and ``shift``.
+        min_train: Rows needed before anything is scored.
+        refit_every: Rows between refits.
+        max_train: Most recent feature rows a fit uses.
+        settle: Rows a reported anomaly suppresses its own continuation for.
+        long_window: Rows of the longer window ``long_level`` compares with.
+        use: The features the detector sees (a subset of FEATURES).
+        season: Rows in a season (a day) for the ``seasonal`` residual.
+    """
+
+    detector: str = "ecod"
+    window: int = 144
+    short: int = 6
+    min_train: int = 200
+    refit_every: int = 288
+    max_train: int = 4032
+    settle: int = 200
+    long_window: int = 2016
+    use: str = ("level,step,spread,shift,long_level,extreme,seasonal,drift,long_spread,"
+                "seasonal_spread")
+    season: int = 288
+
+
+def _window_stats(x: np.ndarray, width: int, include_current: bool) -> tuple[
+        np.ndarray, np.ndarray]:
+    """Mean and standard deviation, per row t, of the ``width`` rows before t (and t itself
+    when ``include_current``), by cumulative sums."""
+    n = x.size
+    c1 = np.concatenate([[0.0], np.cumsum(x)])
+    c2 = np.concatenate([[0.0], np.cumsum(x * x)])
+    hi = np.arange(n) + (1 if include_current else 0)
+    lo = np.maximum(hi - width, 0)
+    count = np.maximum(hi - lo, 1)
+    mean = (c1[hi] - c1[lo]) / count
+    var = np.maximum((c2[hi] - c2[lo]) / count - mean * mean, 0.0)
+    return mean, np.sqrt(var)
+
+
+def _extremeness(v: np.ndarray) -> np.ndarray:
+    """Per row, how far into the tails of all earlier values it falls: -log10 of its two-sided
+    empirical tail share (0 at the median, large beyond anything seen)."""
+    import bisect
+
+    seen: list[float] = []
+    out = np.zeros(v.size)
+    for i, value in enumerate(v.tolist()):
+        if seen:
+            below = bisect.bisect_left(seen, value)
+            above = len(seen) - bisect.bisect_right(seen, value)
+            out[i] = -np.log10((min(below, above) + 1) / (len(seen) + 1))
+        bisect.insort(seen, value)
+    return out
+
+
+def features(values: np.ndarray, window: int, short: int, long_window: int = 2016,
+             season: int = 288) -> np.ndarray:
+    """Causal features per row (see the module docstring); NaN until the window is full."""
+    v = np.asarray(values, dtype=float)
+    n = v.size
+    out = np.full((n, len(FEATURES)), np.nan)
+    if n <= window + 1:
+        return out
+    # Centre on the first value so that cumulative sums keep their precision.
+    v = v - v[0]
+    diff = np.diff(v, prepend=v[0])
+    mean, std = _window_stats(v, window, include_current=False)
+    dmean, dstd = _window_stats(diff, window, include_current=False)
+    smean, sstd = _window_stats(v, short, include_current=True)
+    floor = 1e-9 + 1e-6 * np.abs(mean)
+    out[:, 0] = (v - mean) / np.maximum(std, floor)
+    out[:, 1] = (diff - dmean) / np.maximum(dstd, floor)
+    out[:, 2] = np.log((sstd + floor) / (std + floor))
+    out[:, 3] = (smean - mean) / np.maximum(std, floor)
+    lmean, lstd = _window_stats(v, long_window, include_current=False)
+    out[:, 4] = (v - lmean) / np.maximum(lstd, floor)
+    out[:, 5] = _extremeness(v)
+    mmean, mstd = _window_stats(v, 12 * short, include_current=True)
+    out[:, 6] = np.log((mstd + floor) / (lstd + floor))
+    out[:, 7] = (mmean - lmean) / np.maximum(lstd, floor)
+    # the residual of a seasonal-naive forecast (same time a season ago), in its own units
+    lagged = np.concatenate([np.full(min(season, n), np.nan), v[:-season]]) if season < n \
+        else np.full(n, np.nan)
+    resid = np.nan_to_num(v - lagged)
+    rmean, rstd = _window_stats(resid, long_window, include_current=False)
+    out[:, 8] = np.where(np.isnan(lagged), np.nan,
+                         (resid - rmean) / np.maximum(rstd, floor))
+    out[:, 9] = _extremeness(np.abs(diff))
+    _, recent_rstd = _window_stats(resid, 12 * short, include_current=True)
+    out[:, 10] = np.where(np.isnan(lagged), np.nan,
+                          np.log((recent_rstd + floor) / (rstd + floor)))
+    out[: window + 1] = np.nan
+    return out
+
+
+@dataclass(slots=True)
+class Calibration:
+    """Maps raw detector scores to [0, 1] against the detector's training scores (see the
+    module docstring)."""
+
+    sorted_scores: np.ndarray
+    q90: float
+    mean_excess: float
+
+    @classmethod
+    def fit(cls, train_scores: np.ndarray) -> Calibration:
+        s = np.sort(np.asarray(train_scores, dtype=float))
+        q90 = float(np.quantile(s, 0.9))
+        excess = s[s > q90] - q90
+        mean_excess = float(excess.mean()) if excess.size else 1.0
+        return cls(s, q90, max(mean_excess, 1e-12))
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.asarray(raw, dtype=float)
+        body = np.searchsorted(self.sorted_scores, raw, side="right") / (self.sorted_scores.size
+                                                                        + 1)
+        # 1 - 0.1 / (1 + excess): never saturates, so the most extreme scores still rank.
+        tail = 1.0 - 0.1 / (1.0 + np.maximum(raw - self.q90, 0.0) / self.mean_excess)
+        return np.clip(np.where(raw > self.q90, np.maximum(tail, 0.9), np.minimum(body, 0.9)),
+                       0.0, 1.0)
+
+
+@dataclass(slots=True)
+class StreamScores:
+    """Scores of one series.
+
+    Attributes:
+        calibrated: Per row, the calibrated detector score in [0, 1] (0 before ``min_train``).
+        onset: Per row, the reported anomaly score in [0, 1] (onset of an anomaly).
+        features: The feature matrix.
+    """
+
+    calibrated: np.ndarray
+    onset: np.ndarray
+    features: np.ndarray = field(repr=False)
+
+
+def score_series(values: np.ndarray, settings: AnomalySettings,
+                 learn_until: int | None = None) -> StreamScores:
+    """Score every row of a series without look-ahead.
+
+    Args:
+        values: The series, in time order.
+        settings: Detector and windows.
+        learn_until: Rows before this index are used for learning only (NAB's probationary
+            period); they are scored all the same, and nothing after a row affects it.
+
+    Returns:
+        Calibrated and onset scores per row.
+    """
+    x = features(values, settings.window, settings.short, settings.long_window, settings.season)
+    x = x[:, [FEATURES.index(name) for name in settings.use.split(",")]]
+    n = x.shape[0]
+    calibrated = np.zeros(n)
+    valid = ~np.isnan(x).any(axis=1)
+    first = int(np.argmax(valid)) if valid.any() else n
+    start = max(first + settings.min_train, learn_until or 0, first + 1)
+    t = start
+    while t < n:
+        lo = max(first, t - settings.max_train)
+        train = x[lo:t][valid[lo:t]]
+        end = min(n, t + settings.refit_every)
+        block = x[t:end]
+        ok = valid[t:end]
+        if train.shape[0] >= 10 and ok.any():
+            detector = make_detector(settings.detector).fit(train)
+            calibrate = Calibration.fit(detector.decision_scores_)
+            scores = np.zeros(end - t)
+            scores[ok] = calibrate(detector.decision_function(block[ok]))
+            calibrated[t:end] = scores
+        t = end
+    return StreamScores(calibrated=calibrated, onset=onsets(calibrated, start, settings.settle),
+                        features=x)
+
+
+def onsets(calibrated: np.ndarray, start: int, settle: int) -> np.ndarray:
+    """Keep a score only where it beats every score of the ``settle`` scored rows before it.
+
+    A lasting anomaly is then reported once, at its onset (and again only if it worsens); the
+    first rows after ``start`` have no history to beat and report nothing.
+    """
+    n = calibrated.size
+    out = np.zeros(n)
+    for i in range(start + 1, n):
+        ceiling = calibrated[max(start, i - settle):i].max()
+        if calibrated[i] > ceiling:
+            out[i] = calibrated[i]
+    return out
