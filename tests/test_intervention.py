@@ -9,6 +9,7 @@ import pytest
 
 from forecaster.intervention import (
     DecisionSettings,
+    Evidence,
     ForecastDist,
     Observation,
     first_passage_steps,
@@ -130,3 +131,13 @@ def test_first_passage_counts_the_first_step_only() -> None:
     steps = first_passage_steps(paths, 1.0, "above")
     assert steps.tolist() == [1.0, float("inf"), 0.0]
     assert first_passage_steps(paths, 1.0, "below").tolist() == [0.0, 0.0, float("inf")]
+
+
+def test_fresh_precursor_evidence_makes_ok_a_watch_and_is_listed() -> None:
+    flat = dist(np.full(336, 10.0), 1.0)
+    evidence = (Evidence(NOW - timedelta(hours=1), 0.99, "error-rate burst"),)
+    obs = Observation(last_ts=NOW - STEP, last_value=10.0)
+    a = time_to_intervention("svc:queue_depth", flat, policy(100.0), obs, NOW, SETTINGS,
+                             np.random.default_rng(1), evidence)
+    assert a.decision == "watch" and a.p_breach == 0.0
+    assert "Precursor anomalies: error-rate burst at Wed 25 Nov 23:00 UTC." in a.reason

@@ -177,7 +177,6 @@ SRC_FROM_COLUMN = "CREATE OR REPLACE TEMP VIEW src AS SELECT {row} AS __row, * F
 # whole load, and CASE evaluates a message only for the rows it rejects.
 RAW_TEXT = "nullif(trim(CAST({c} AS VARCHAR)), '')"
 RAW_NATIVE = "{c}"
-TEXT = RAW_TEXT
 NUMBER_FROM_NATIVE = "CAST({c} AS DOUBLE)"
 NUMBER_FROM_TEXT = "try_cast(nullif(trim(CAST({c} AS VARCHAR)), '') AS DOUBLE)"
 BOOLEAN = "try_cast(nullif(trim(CAST({c} AS VARCHAR)), '') AS BOOLEAN)"
@@ -458,7 +457,6 @@ POINTS_UP_TO = """
 SELECT series_id, ts, value FROM points
 WHERE ts <= ? AND series_id IN (SELECT unnest(?::INTEGER[]))
 ORDER BY series_id, ts"""
-LAST_POINTS = "SELECT series_id, max(ts) AS last_point FROM points GROUP BY series_id"
 
 LATEST_PUBLISHED_RUN = """
 SELECT run_id FROM runs WHERE status = 'published' ORDER BY run_id DESC LIMIT 1"""

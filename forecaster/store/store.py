@@ -572,7 +572,7 @@ def _ts_exprs(columns: Columns) -> dict[str, str]:
 def _text(columns: Columns, target: str, missing: str) -> str:
     if target not in columns:
         return missing
-    return sql.TEXT.format(c=sql.quote_ident(columns[target][0]))
+    return sql.RAW_TEXT.format(c=sql.quote_ident(columns[target][0]))
 
 
 def _point_exprs(columns: Columns) -> dict[str, str]:
