@@ -26,11 +26,12 @@ from forecaster.pipeline import RunResult, run_once
 from forecaster.policies import Policy, load_policies
 from forecaster.schema import IngestReport, RowError
 from forecaster.store import Store
+from forecaster.summary import service_answers
 
 __all__ = [
     "IngestReport", "Policy", "ReadSpec", "RowError", "RunResult", "Settings", "Store",
     "ingest_files", "ingest_points_frame", "ingest_requests_frame", "load_policies",
-    "load_settings", "open_store", "refresh", "run_once", "utcnow",
+    "load_settings", "open_store", "refresh", "run_once", "service_answers", "utcnow",
 ]
 
 

@@ -27,7 +27,7 @@ from forecaster.schema import (
     StoreLockedError,
 )
 from forecaster.store import LATEST_VERSION, Store
-from forecaster.summary import render_interventions, render_summary
+from forecaster.summary import render_interventions, render_summary, service_answers
 
 EXIT_OK = 0
 EXIT_REJECTED = 1  # some rows or files were refused; the rest was stored
@@ -107,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
                                   help="the latest published answers, most urgent first")
     answers.add_argument("--json", action="store_true", help="print JSON")
     answers.add_argument("--all", action="store_true", help="list the series that are ok too")
+    answers.add_argument("--by-service", action="store_true",
+                         help="one answer per service: its most urgent series")
 
     commands.add_parser("summary", help="per-service summary of what is stored")
     commands.add_parser("migrate", help="create or upgrade the database schema")
@@ -201,6 +203,8 @@ def run(argv: Sequence[str], environ: dict[str, str], now: datetime) -> int:
             return EXIT_OK
         if args.command == "interventions":
             frame = store.interventions()
+            if args.by_service:
+                frame = service_answers(frame)
             if args.json:
                 print(json.dumps([{k: _json_value(v) for k, v in row.items()}
                                   for row in frame.iter_rows(named=True)], indent=2), file=out)

@@ -163,3 +163,6 @@ def test_refresh_and_interventions_commands(tmp_path: Path) -> None:
     assert item["unique_id"] == "web:latency_p95_ms" and item["run_id"] == 1
     assert item["decision"] in ("schedule", "act_now", "watch")
     assert 0 <= item["p_breach"] <= 1 and item["model"]
+    by_service = json.loads(run_cli("--db", str(db), "interventions", "--json",
+                                    "--by-service").stdout)
+    assert [row["service"] for row in by_service] == ["web"]
