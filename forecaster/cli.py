@@ -196,10 +196,7 @@ def run(argv: Sequence[str], environ: dict[str, str], now: datetime) -> int:
         if args.command == "refresh":
             policies = _policies(args.policies, settings)
             result = run_once(store, settings, policies, args.now or now, reselect=args.reselect)
-            timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
-            print(f"run {result.run_id} {result.status}: {result.series} series, "
-                  f"{result.failed} failed, {result.reselected} models chosen anew ({timings})",
-                  file=out)
+            print(result.summary(), file=out)
             return EXIT_OK
         if args.command == "interventions":
             frame = store.interventions()
@@ -209,9 +206,7 @@ def run(argv: Sequence[str], environ: dict[str, str], now: datetime) -> int:
                 print(json.dumps([{k: _json_value(v) for k, v in row.items()}
                                   for row in frame.iter_rows(named=True)], indent=2), file=out)
                 return EXIT_OK
-            runs = store.runs()
-            latest = store.latest_run_id()
-            run = next((r for r in runs.iter_rows(named=True) if r["run_id"] == latest), None)
+            run = store.run()
             as_of = run["as_of"] if run else now
             print(render_interventions(frame, run, as_of, show_all=args.all), file=out, end="")
             return EXIT_OK

@@ -55,17 +55,14 @@ def run_demo(settings: Settings, data: Path, now: datetime, out: TextIO,
         for row in store.events().iter_rows(named=True):
             print(f"  {row['ts']:%Y-%m-%d %H:%M} UTC  {row['service']:<12} {row['kind']}",
                   file=out)
+        note = "" if as_of else " (the end of the sample data)"
         as_of = as_of or datetime.fromisoformat(truth["end"])
         policies = load_policies(data / "policies.toml")
-        print(f"\nRefreshing as of {as_of:%Y-%m-%d %H:%M} UTC (the end of the sample data) ...",
-              file=out)
+        print(f"\nRefreshing as of {as_of:%Y-%m-%d %H:%M} UTC{note} ...", file=out)
         result = run_once(store, settings, policies, as_of, trigger="demo")
-        timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
-        print(f"  run {result.run_id} {result.status}: {result.series} series, "
-              f"{result.failed} failed ({timings})\n", file=out)
-        run = next(r for r in store.runs().iter_rows(named=True)
-                   if r["run_id"] == result.run_id)
-        print(render_interventions(store.interventions(result.run_id), run, as_of), file=out)
+        print(f"  {result.summary()}\n", file=out)
+        print(render_interventions(store.interventions(result.run_id),
+                                   store.run(result.run_id), as_of), file=out)
     print(f"The database is {settings.db}. Try `forecaster --db {settings.db} interventions "
           f"--json` or `forecaster --db {settings.db} summary`.", file=out)
     return 0

@@ -10,8 +10,8 @@ then moved to its modelling scale (:mod:`forecaster.scales`).
 Degenerate series never fail a run: too short, constant, or mostly gaps, they are flagged and
 get a random walk with drift instead of the chosen model.
 
-Selection. Per series, a pool (MSTL with daily and, given two weeks, weekly seasons; AutoTheta;
-seasonal naive; random walk with drift) is scored by rolling-origin cross-validation on the
+Selection. Per series, a pool (MSTL with daily and, given two weeks, weekly seasons and an ETS
+trend; AutoTheta; seasonal naive) is scored by rolling-origin cross-validation on the
 series' own history (mean absolute error on the model scale over ``cv_windows`` windows of
 ``cv_steps``), and the best model kept. Selection is costly, so the choice is stored and re-made
 on a slower clock than the refresh.
@@ -97,7 +97,7 @@ def _seasons(step: timedelta, n: int) -> list[int]:
     return seasons
 
 
-def _trend(ds: np.ndarray, values: np.ndarray, step: timedelta) -> tuple[float, float]:
+def _trend(values: np.ndarray, step: timedelta) -> tuple[float, float]:
     """(change per day of the daily mean over the last week, mean of the last day)."""
     per_day = max(1, round(timedelta(days=1) / step))
     recent = values[-7 * per_day:]
@@ -170,7 +170,7 @@ def prepare(
         flags.append("constant")
     transform = transform_for(kind)
     grid_ds = np.datetime64(0, "us") + grid * step64
-    slope, level = _trend(grid_ds, filled, step)
+    slope, level = _trend(filled, step)
     observation = Observation(last_ts=grid_ds[-1].astype("datetime64[us]").item(),
                               last_value=float(filled[-1]), trend_per_day=slope, level=level)
     return Prepared(unique_id=unique_id, ds=grid_ds, y=forward(filled, transform),
@@ -263,8 +263,6 @@ def forecast(
         seasons = tuple(_seasons(item.step, item.y.size))
         model = choices.get(item.unique_id, FALLBACK)
         if item.degenerate or not seasons:
-            model = FALLBACK
-        if model == "MSTL" and len(seasons) == 1 and seasons[0] * 2 > item.y.size:
             model = FALLBACK
         return item.step, model, seasons, horizons[item.unique_id]
 

@@ -26,10 +26,9 @@ import numpy as np
 
 from forecaster.policies import Policy, format_duration
 from forecaster.scales import Transform, forward, inverse
+from forecaster.schema import DECISIONS
 
 Z80 = 1.2815515655446004  # standard normal quantile of 0.9: the 80% interval is mean +- Z80 sd
-
-DECISIONS = ("breached", "act_now", "schedule", "watch", "ok")
 
 _ACTION_PHRASE = {"scale_out": "scaling out", "retrain": "retraining", "rollback": "a rollback",
                   "investigate": "an investigation"}

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -40,6 +42,7 @@ from forecaster.store import Store
 QUANTILES = {"q05": 0.05, "q10": 0.10, "q25": 0.25, "q50": 0.50, "q75": 0.75, "q90": 0.90,
              "q95": 0.95}
 _HERMITE_X, _HERMITE_W = np.polynomial.hermite.hermgauss(12)
+V = TypeVar("V")
 
 
 @dataclass(slots=True)
@@ -65,6 +68,12 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     interventions: list[Intervention] = field(default_factory=list)
     error: str | None = None
+
+    def summary(self) -> str:
+        """One line a person can read."""
+        timings = ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items())
+        return (f"run {self.run_id} {self.status}: {self.series} series, {self.failed} failed, "
+                f"{self.reselected} models chosen anew ({timings})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +147,29 @@ def run_once(
     return result
 
 
+def _isolated(
+    step: Callable[[list[Prepared]], dict[str, V]], items: list[Prepared],
+    failures: dict[str, str], stage: str, *, record: bool,
+) -> dict[str, V]:
+    """Run ``step`` on all items at once; if that fails, item by item, so one bad series cannot
+    sink the rest. With ``record``, an item that fails alone is recorded in ``failures``;
+    without, it is left out (a failed model selection keeps the previous choice or the
+    fallback, which is no failure of the series)."""
+    if not items:
+        return {}
+    try:
+        return step(items)
+    except Exception:  # noqa: BLE001
+        out: dict[str, V] = {}
+        for item in items:
+            try:
+                out.update(step([item]))
+            except Exception as exc:  # noqa: BLE001
+                if record:
+                    failures[item.unique_id] = f"{stage}: {type(exc).__name__}: {exc}"
+        return out
+
+
 def _compute_and_publish(store: Store, settings: Settings, policies: tuple[Policy, ...],
                          now: datetime, reselect: bool, result: RunResult) -> None:
     fs = ForecastSettings(n_jobs=settings.forecast_jobs)
@@ -184,25 +216,19 @@ def _compute_and_publish(store: Store, settings: Settings, policies: tuple[Polic
     stale = [p for p in prepared if reselect
              or by_uid[p.unique_id].series_id not in stored
              or stored[by_uid[p.unique_id].series_id][1] < now - settings.selection_max_age]
-    new_choices = select_models(stale, fs) if stale else {}
+    new_choices = _isolated(lambda items: select_models(items, fs), stale, failures,
+                            "selection", record=False)
     result.reselected = len(new_choices)
     models = {p.unique_id: stored.get(by_uid[p.unique_id].series_id, (FALLBACK,))[0]
               for p in prepared}
     models.update({uid: choice.model for uid, choice in new_choices.items()})
     result.timings["selection"] = time.perf_counter() - clock
 
-    # Forecast: all at once; if that fails, series by series so one cannot sink the rest.
+    # Forecast
     clock = time.perf_counter()
     horizons = {p.unique_id: by_uid[p.unique_id].policy.steps for p in prepared}
-    try:
-        dists = forecast(prepared, models, horizons, fs)
-    except Exception:  # noqa: BLE001
-        dists = {}
-        for item in prepared:
-            try:
-                dists.update(forecast([item], models, horizons, fs))
-            except Exception as exc:  # noqa: BLE001
-                failures[item.unique_id] = f"forecast: {type(exc).__name__}: {exc}"
+    dists = _isolated(lambda items: forecast(items, models, horizons, fs), prepared, failures,
+                      "forecast", record=True)
     result.timings["forecast"] = time.perf_counter() - clock
 
     # Time to intervention

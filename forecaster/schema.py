@@ -26,6 +26,10 @@ MAX_YEAR = 2199
 ROLLUP_SECONDS = 300
 
 
+# Decisions of time to intervention, most urgent first: the ranking everywhere answers are listed.
+DECISIONS = ("breached", "act_now", "schedule", "watch", "ok")
+
+
 class MetricKind(StrEnum):
     """What a metric measures, which decides its valid range and, later, its modelling scale."""
 

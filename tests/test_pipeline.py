@@ -166,3 +166,22 @@ def test_refresh_and_interventions_commands(tmp_path: Path) -> None:
     by_service = json.loads(run_cli("--db", str(db), "interventions", "--json",
                                     "--by-service").stdout)
     assert [row["service"] for row in by_service] == ["web"]
+
+
+def test_a_failing_model_selection_falls_back_instead_of_failing_the_run(
+    fleet_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = pipeline.select_models
+
+    def flaky(items, settings):  # noqa: ANN001, ANN202
+        if any(p.unique_id == "flat:depth" for p in items):
+            raise RuntimeError("cross-validation blew up")
+        return real(items, settings)
+
+    monkeypatch.setattr(pipeline, "select_models", flaky)
+    result = run_once(fleet_store, Settings(), POLICIES, NOW)
+    assert result.status == "published" and result.failed == 0
+    assert result.reselected == 6  # every series but the one whose selection failed
+    provenance = {r["unique_id"]: r for r in fleet_store.run_series().iter_rows(named=True)}
+    assert provenance["flat:depth"]["model"] == "RWD"
+    assert provenance["flat:depth"]["status"] == "fallback"

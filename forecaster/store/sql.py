@@ -7,7 +7,7 @@ The only text assembled at run time is a column *identifier* of an input file, q
 
 from __future__ import annotations
 
-from forecaster.schema import REQUEST_NUMBERS
+from forecaster.schema import DECISIONS, REQUEST_NUMBERS
 
 # ---------------------------------------------------------------------------------------------
 # Migrations: (version, description, statements). Append only; never edit a released step.
@@ -460,12 +460,16 @@ ORDER BY series_id, ts"""
 
 LATEST_PUBLISHED_RUN = """
 SELECT run_id FROM runs WHERE status = 'published' ORDER BY run_id DESC LIMIT 1"""
+RUN = """
+SELECT run_id, started_at, finished_at, as_of, status, trigger, error, detail
+FROM runs WHERE run_id = ?"""
 RUNS = """
 SELECT run_id, started_at, finished_at, as_of, status, trigger, error, detail
 FROM runs ORDER BY run_id DESC LIMIT ?"""
 
-_URGENCY = """CASE i.decision WHEN 'breached' THEN 0 WHEN 'act_now' THEN 1 WHEN 'schedule' THEN 2
-    WHEN 'watch' THEN 3 ELSE 4 END"""
+# The rank of a decision, from schema.DECISIONS (package constants, not input values).
+_URGENCY = "CASE i.decision " + " ".join(
+    f"WHEN '{d}' THEN {rank}" for rank, d in enumerate(DECISIONS)) + f" ELSE {len(DECISIONS)} END"
 INTERVENTIONS = """
 SELECT i.run_id, s.service || ':' || s.metric AS unique_id, i.service, i.metric, i.decision,
        i.p_breach, i.eta_p10, i.eta_p50, i.eta_p90, i.act_by, i.action, i.lead_time_s,

@@ -426,6 +426,12 @@ class Store:
         rows = self.cursor().execute(sql.LATEST_PUBLISHED_RUN).fetchall()
         return int(rows[0][0]) if rows else None
 
+    def run(self, run_id: int | None = None) -> dict[str, Any] | None:
+        """One run's row (default: the latest published run), or None."""
+        run_id = run_id if run_id is not None else self.latest_run_id()
+        rows = _frame(self.cursor(), sql.RUN, [run_id]).to_dicts()
+        return rows[0] if rows else None
+
     def runs(self, limit: int = 20) -> pl.DataFrame:
         """The newest runs, published or not."""
         return _frame(self.cursor(), sql.RUNS, [limit])
