@@ -77,8 +77,16 @@ def test_calibration_is_uniform_below_the_tail_and_ranks_beyond_it() -> None:
 
 def test_a_lasting_anomaly_is_reported_at_its_onset() -> None:
     calibrated = np.array([0.2, 0.3, 0.95, 0.96, 0.94, 0.5, 0.2, 0.97])
-    assert onsets(calibrated, start=0, settle=3).tolist() == [
+    # regrow 1: any new maximum of the last 3 rows is reported
+    assert onsets(calibrated, start=0, settle=3, regrow=1.0).tolist() == [
         0.0, 0.3, 0.95, 0.96, 0.0, 0.0, 0.0, 0.97]
+    # regrow 1.3: 0.96 (odds 25) is the 0.95 (odds 20) anomaly creeping up, not a new one;
+    # 0.97 comes 5 rows after the last report, beyond ``settle``
+    assert onsets(calibrated, start=0, settle=3, regrow=1.3).tolist() == [
+        0.0, 0.3, 0.95, 0.0, 0.0, 0.0, 0.0, 0.97]
+    # a much worse score within ``settle`` is reported again: odds 20 -> 100
+    assert onsets(np.array([0.1, 0.95, 0.99]), start=0, settle=3, regrow=1.3).tolist() == [
+        0.0, 0.95, 0.99]
 
 
 def test_streaming_ecod_scores_a_row_as_pyod_scores_it_alone() -> None:
@@ -93,3 +101,15 @@ def test_streaming_ecod_scores_a_row_as_pyod_scores_it_alone() -> None:
     assert ours == pytest.approx(one_by_one, rel=1e-9)
     # and, unlike PyOD's block scoring, a row's score ignores the other rows scored with it
     assert make_detector("ecod").fit(train).decision_function(rows[:5]) == pytest.approx(ours[:5])
+
+
+def test_the_ecod_tail_keeps_ranking_beyond_the_training_range() -> None:
+    train = np.random.default_rng(5).normal(size=(1000, 2))
+    plain, tailed = make_detector("ecod"), make_detector("ecod", tail=20)
+    rows = np.array([[5.0, 0.0], [50.0, 0.0], [0.0, 0.0]])
+    p, t = plain.fit(train).decision_function(rows), tailed.fit(train).decision_function(rows)
+    assert p[0] == pytest.approx(p[1])  # plain ECOD: both are simply "beyond every value"
+    assert t[1] > t[0] > p[0]  # the tail ranks them by distance
+    assert t[2] == pytest.approx(p[2])  # inside the range nothing changes
+    # the training scores are computed the same way as new rows'
+    assert tailed.decision_scores_ == pytest.approx(tailed.decision_function(train))
