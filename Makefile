@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/forecaster --db $(DEMO_DB) demo --data data
+	$(BIN)/forecaster --db $(DEMO_DB) demo --data data --serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

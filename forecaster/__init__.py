@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from forecaster.config import Settings, load_settings
 from forecaster.ingest import (
@@ -26,6 +27,9 @@ from forecaster.pipeline import RunResult, run_once
 from forecaster.policies import Policy, load_policies
 from forecaster.schema import IngestReport, RowError
 from forecaster.store import Store
+
+if TYPE_CHECKING:
+    from forecaster.client import RemoteStore
 from forecaster.summary import service_answers
 
 __all__ = [
@@ -41,8 +45,14 @@ def utcnow() -> datetime:
 
 
 def open_store(path: str | Path, settings: Settings | None = None,
-               read_only: bool = False) -> Store:
-    """Open (creating or upgrading) a forecaster database for a notebook or script."""
+               read_only: bool = False, token: str | None = None) -> Store | RemoteStore:
+    """Open a forecaster database for a notebook or script: a file (created or upgraded when
+    needed), or the address of a running server (``http://...``), read through its API with the
+    same calls and frames."""
+    if isinstance(path, str) and path.startswith(("http://", "https://")):
+        from forecaster.client import RemoteStore
+
+        return RemoteStore(path, token=token)
     return Store.open(path, now=utcnow(), settings=settings, read_only=read_only)
 
 

@@ -15,10 +15,11 @@ Features of each row (see :func:`features`), each from trailing windows of the r
 A PyOD detector (ECOD by default) is fitted on the feature rows seen so far and re-fitted every
 ``refit_every`` rows; each row is scored by the model fitted before it, on its own (see
 :class:`StreamingECOD`, which also extends ECOD's empirical tails beyond the training range so
-that a jump ten times larger than any seen scores higher than one just beyond them). Raw scores are calibrated into [0, 1] against the detector's training
-scores: the empirical distribution up to its 90th percentile and, above it, ``1 - 0.1 / (1 + x)``
-with ``x`` the excess over that percentile in units of the mean excess (peaks over threshold), so
-that a score means about the same in every series and scores beyond anything seen still rank.
+that a jump ten times larger than any seen scores higher than one just beyond them). Raw scores
+are calibrated into [0, 1] against the detector's training scores: the empirical distribution up
+to its 90th percentile and, above it, ``1 - 0.1 / (1 + x)`` with ``x`` the excess over that
+percentile in units of the mean excess (peaks over threshold), so that a score means about the
+same in every series and scores beyond anything seen still rank.
 Finally an anomaly that lasts is reported at its onset (see :func:`onsets`): a row keeps its
 score only when it beats every score of the ``settle`` rows before it and clearly outgrows the
 last anomaly reported in them. On NAB (``bench/nab.py``) the extended tail and the onset rule
@@ -34,7 +35,9 @@ import numpy as np
 from pyod.models.base import BaseDetector
 from pyod.models.ecod import ECOD
 from scipy.stats import skew
+from sklearn.utils import check_array
 
+DETECTORS = ("ecod", "hbos", "iforest", "knn")
 FEATURES = ("level", "step", "spread", "shift", "long_level", "extreme", "long_spread",
             "drift", "seasonal", "extreme_step", "seasonal_spread")
 
@@ -74,21 +77,31 @@ class StreamingECOD(ECOD):
         self.tail = tail
 
     def fit(self, X: np.ndarray, y: None = None) -> StreamingECOD:  # noqa: N803
-        # PyOD's fit scores the training data with decision_function: let it use its own.
-        self.__dict__.pop("_sorted", None)
-        super().fit(X, y)
-        train = np.asarray(X, dtype=float)
+        if not self.tail:
+            # PyOD's fit scores the training data with decision_function: let it use its own.
+            self.__dict__.pop("_sorted", None)
+            super().fit(X, y)
+            self._remember(np.asarray(X, dtype=float))
+            return self
+        # The training scores are recomputed with the tail below, so PyOD's own would be wasted
+        # work; the rest is what ECOD.fit does.
+        train = check_array(X).astype(float)
+        self._set_n_classes(y)
+        self._remember(train)
+        k = min(self.tail, train.shape[0] - 1)
+        top = self._sorted[-k:] - self._sorted[-k - 1]
+        bottom = self._sorted[k] - self._sorted[:k]
+        floor = 1e-9 + 1e-3 * (self._sorted[-1] - self._sorted[0])
+        self._scale_right = np.maximum(top.mean(axis=0), floor)
+        self._scale_left = np.maximum(bottom.mean(axis=0), floor)
+        self.decision_scores_ = self.decision_function(train)
+        self.X_train = train
+        self._process_decision_scores()
+        return self
+
+    def _remember(self, train: np.ndarray) -> None:
         self._sorted = np.sort(train, axis=0)
         self._skew_sign = np.sign(skew(train, axis=0))
-        if self.tail:
-            k = min(self.tail, train.shape[0] - 1)
-            top = self._sorted[-k:] - self._sorted[-k - 1]
-            bottom = self._sorted[k] - self._sorted[:k]
-            floor = 1e-9 + 1e-3 * (self._sorted[-1] - self._sorted[0])
-            self._scale_right = np.maximum(top.mean(axis=0), floor)
-            self._scale_left = np.maximum(bottom.mean(axis=0), floor)
-            self.decision_scores_ = self.decision_function(train)
-        return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
         if not hasattr(self, "_sorted"):
@@ -130,7 +143,7 @@ def make_detector(name: str, tail: int = 0) -> BaseDetector:
         from pyod.models.knn import KNN
 
         return KNN()
-    raise ValueError(f"unknown detector {name!r}; known: ecod, hbos, iforest, knn")
+    raise ValueError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,25 +199,34 @@ def _window_stats(x: np.ndarray, width: int, include_current: bool) -> tuple[
     return mean, np.sqrt(var)
 
 
-def _extremeness(v: np.ndarray) -> np.ndarray:
+def _extremeness(v: np.ndarray, block: int = 256) -> np.ndarray:
     """Per row, how far into the tails of all earlier values it falls: -log10 of its two-sided
-    empirical tail share (0 at the median, large beyond anything seen)."""
-    import bisect
+    empirical tail share (0 at the median, large beyond anything seen).
 
-    seen: list[float] = []
+    Rows are taken a block at a time: against the sorted earlier blocks by binary search, and
+    against the earlier rows of their own block by direct comparison.
+    """
+    v = np.asarray(v, dtype=float)
     out = np.zeros(v.size)
-    for i, value in enumerate(v.tolist()):
-        if seen:
-            below = bisect.bisect_left(seen, value)
-            above = len(seen) - bisect.bisect_right(seen, value)
-            out[i] = -np.log10((min(below, above) + 1) / (len(seen) + 1))
-        bisect.insort(seen, value)
+    seen = np.empty(0)
+    for lo in range(0, v.size, block):
+        rows = v[lo:lo + block]
+        earlier = np.tri(rows.size, k=-1, dtype=bool)  # [i, j]: row j comes before row i
+        below = np.searchsorted(seen, rows, side="left") + (
+            (rows[None, :] < rows[:, None]) & earlier).sum(axis=1)
+        above = seen.size - np.searchsorted(seen, rows, side="right") + (
+            (rows[None, :] > rows[:, None]) & earlier).sum(axis=1)
+        count = lo + np.arange(rows.size)
+        out[lo:lo + rows.size] = np.where(
+            count > 0, -np.log10((np.minimum(below, above) + 1) / (count + 1)), 0.0)
+        seen = np.sort(np.concatenate([seen, rows]))
     return out
 
 
 def features(values: np.ndarray, window: int, short: int, long_window: int = 2016,
-             season: int = 288, warmup: int = 24) -> np.ndarray:
-    """Causal features per row (see the module docstring); NaN until the window is full."""
+             season: int = 288, warmup: int = 24, use: str | None = None) -> np.ndarray:
+    """Causal features per row (see the module docstring); NaN until the window is full, and
+    for the costlier features not in ``use`` (a comma-separated subset; None for all)."""
     v = np.asarray(values, dtype=float)
     n = v.size
     out = np.full((n, len(FEATURES)), np.nan)
@@ -223,7 +245,9 @@ def features(values: np.ndarray, window: int, short: int, long_window: int = 201
     out[:, 3] = (smean - mean) / np.maximum(std, floor)
     lmean, lstd = _window_stats(v, long_window, include_current=False)
     out[:, 4] = (v - lmean) / np.maximum(lstd, floor)
-    out[:, 5] = _extremeness(v)
+    wanted = set(FEATURES if use is None else use.split(","))
+    if "extreme" in wanted:
+        out[:, 5] = _extremeness(v)
     mmean, mstd = _window_stats(v, 12 * short, include_current=True)
     out[:, 6] = np.log((mstd + floor) / (lstd + floor))
     out[:, 7] = (mmean - lmean) / np.maximum(lstd, floor)
@@ -234,7 +258,8 @@ def features(values: np.ndarray, window: int, short: int, long_window: int = 201
     rmean, rstd = _window_stats(resid, long_window, include_current=False)
     out[:, 8] = np.where(np.isnan(lagged), np.nan,
                          (resid - rmean) / np.maximum(rstd, floor))
-    out[:, 9] = _extremeness(np.abs(diff))
+    if "extreme_step" in wanted:
+        out[:, 9] = _extremeness(np.abs(diff))
     _, recent_rstd = _window_stats(resid, 12 * short, include_current=True)
     out[:, 10] = np.where(np.isnan(lagged), np.nan,
                           np.log((recent_rstd + floor) / (rstd + floor)))
@@ -298,7 +323,7 @@ def score_series(values: np.ndarray, settings: AnomalySettings,
         Calibrated and onset scores per row.
     """
     x = features(values, settings.window, settings.short, settings.long_window, settings.season,
-                 settings.warmup)
+                 settings.warmup, settings.use)
     x = x[:, [FEATURES.index(name) for name in settings.use.split(",")]]
     n = x.shape[0]
     calibrated = np.zeros(n)

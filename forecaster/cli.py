@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+import polars as pl
+
 from forecaster import fleet, utcnow
 from forecaster.config import Settings, load_settings
 from forecaster.demo import run_demo
@@ -26,8 +28,14 @@ from forecaster.schema import (
     SchemaVersionError,
     StoreLockedError,
 )
+from forecaster.server import serve
 from forecaster.store import LATEST_VERSION, Store
-from forecaster.summary import render_interventions, render_summary, service_answers
+from forecaster.summary import (
+    render_anomalies,
+    render_interventions,
+    render_summary,
+    service_answers,
+)
 
 EXIT_OK = 0
 EXIT_REJECTED = 1  # some rows or files were refused; the rest was stored
@@ -110,6 +118,14 @@ def _parser() -> argparse.ArgumentParser:
     answers.add_argument("--by-service", action="store_true",
                          help="one answer per service: its most urgent series")
 
+    found = commands.add_parser("anomalies", help="anomalies the latest published run found, "
+                                "newest first")
+    found.add_argument("--since", type=_timestamp, help="only those at or after this time")
+    found.add_argument("--service", help="only this service's")
+    found.add_argument("--precursors", action="store_true",
+                       help="only precursors (corroborated by another kind of metric)")
+    found.add_argument("--json", action="store_true", help="print JSON")
+
     commands.add_parser("summary", help="per-service summary of what is stored")
     commands.add_parser("migrate", help="create or upgrade the database schema")
 
@@ -119,10 +135,18 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--days", type=int, default=fleet.DEFAULT_DAYS)
     gen.add_argument("--future-days", type=int, default=fleet.DEFAULT_FUTURE_DAYS)
 
+    serve = commands.add_parser("serve", help="run the HTTP API with the refresh scheduler")
+    serve.add_argument("--host", help="address to bind (default: setting `host`, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: setting `port`, 8000)")
+    serve.add_argument("--policies", type=Path, help="policy TOML file (default: setting "
+                       "`policies`); read again by every refresh")
+
     demo = commands.add_parser("demo", help="build the demo database and show it")
     demo.add_argument("--data", type=Path, default=Path("data"))
     demo.add_argument("--now", type=_timestamp, default=None,
                       help="answer as of this time (default: the end of the sample data)")
+    demo.add_argument("--serve", action="store_true",
+                      help="then serve the demo database (API and scheduler) until stopped")
     return parser
 
 
@@ -184,7 +208,30 @@ def run(argv: Sequence[str], environ: dict[str, str], now: datetime) -> int:
             print(f"wrote {path}", file=out)
         return EXIT_OK
     if args.command == "demo":
-        return run_demo(settings, args.data, now, out, as_of=args.now)
+        status = run_demo(settings, args.data, now, out, as_of=args.now)
+        if status != EXIT_OK or not args.serve:
+            return status
+        settings = settings.replace(policies=str(args.data / "policies.toml"))
+        url = f"http://{settings.host}:{settings.port}"
+        print(f"\nServing the demo at {url} with the scheduler refreshing every "
+              f"{settings.refresh_every} (Ctrl-C stops it). Try:\n"
+              f"  curl {url}/v1/interventions\n"
+              f"  curl '{url}/v1/interventions?by_service=true&min_p_breach=0.5'\n"
+              f"  curl {url}/v1/services/rag-search\n"
+              f"  curl {url}/v1/series/code-assist:latency_p95_ms/forecast\n"
+              f"  curl '{url}/v1/series/embed-batch:requests_per_s/history?points=100'\n"
+              f"  curl {url}/v1/anomalies\n"
+              f"  curl {url}/metrics\n"
+              f"  open {url}/docs\n"
+              "The server answers for the current time; the sample data ends at "
+              f"{json.loads((args.data / 'fleet' / 'truth.json').read_text())['end']} UTC.",
+              file=out, flush=True)
+        return serve(settings, utcnow, sys.stderr)
+    if args.command == "serve":
+        settings = settings.replace(**{k: v for k, v in (
+            ("host", args.host), ("port", args.port),
+            ("policies", str(args.policies) if args.policies else None)) if v is not None})
+        return serve(settings, utcnow, sys.stderr)
     with Store.open(settings.db, now=now, settings=settings) as store:
         if args.command == "migrate":
             print(f"{settings.db}: schema version {store.schema_version} "
@@ -209,6 +256,16 @@ def run(argv: Sequence[str], environ: dict[str, str], now: datetime) -> int:
             run = store.run()
             as_of = run["as_of"] if run else now
             print(render_interventions(frame, run, as_of, show_all=args.all), file=out, end="")
+            return EXIT_OK
+        if args.command == "anomalies":
+            frame = store.anomalies(since=args.since, service=args.service)
+            if args.precursors:
+                frame = frame.filter(pl.col("precursor"))
+            if args.json:
+                print(json.dumps([{k: _json_value(v) for k, v in row.items()}
+                                  for row in frame.iter_rows(named=True)], indent=2), file=out)
+                return EXIT_OK
+            print(render_anomalies(frame, store.run()), file=out, end="")
             return EXIT_OK
         spec = ReadSpec(columns=dict(args.column), service=args.service,
                         time_unit=args.time_unit, fmt=args.format, strict=args.strict,

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from forecaster.anomaly import DETECTORS
 from forecaster.policies import format_duration, parse_duration
 from forecaster.schema import ConfigError
 
@@ -38,6 +39,21 @@ class Settings:
         p_watch: ``p_breach`` from which a series is watched.
         sample_paths: Sample paths per series for the first-passage distribution.
         seed: Seed of the sample paths, so that the same data gives the same answer.
+        anomaly_detector: PyOD detector of precursor anomalies (ecod, hbos, iforest, knn).
+        anomaly_threshold: Onset score from which an anomaly is reported (the NAB sweep's).
+        anomaly_lookback: How far back each refresh reports anomalies.
+        anomaly_fresh: How recent a precursor must be to change an answer.
+        anomaly_corroboration: How close in time anomalies of two kinds of metric of one service
+            must be to make both precursors.
+        host: Address ``serve`` binds to; without tokens only a loopback address is allowed.
+        port: Port ``serve`` listens on.
+        read_tokens: Comma-separated bearer tokens that may read the API.
+        write_tokens: Comma-separated bearer tokens that may read and write (ingest, events,
+            runs).
+        max_request_bytes: Largest request body the API accepts (413 beyond).
+        ingest_points_from: Glob of point files each scheduled refresh ingests first (new or
+            changed files only).
+        ingest_requests_from: The same for request-log files.
     """
 
     db: Path = Path("forecaster.duckdb")
@@ -52,15 +68,34 @@ class Settings:
     p_watch: float = 0.1
     sample_paths: int = 2000
     seed: int = 0
+    anomaly_detector: str = "ecod"
+    anomaly_threshold: float = 0.984
+    anomaly_lookback: timedelta = timedelta(hours=24)
+    anomaly_fresh: timedelta = timedelta(hours=12)
+    anomaly_corroboration: timedelta = timedelta(minutes=30)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    read_tokens: str = ""
+    write_tokens: str = ""
+    max_request_bytes: int = 10_000_000
+    ingest_points_from: str = ""
+    ingest_requests_from: str = ""
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and checked."""
         return _build({**dataclasses.asdict(self), **changes}, "arguments")
 
     def describe(self) -> dict[str, str]:
-        """Every setting as text, for provenance."""
-        return {k: format_duration(v) if isinstance(v, timedelta) else str(v)
+        """Every setting as text, for provenance (tokens are never shown)."""
+        return {k: ("***" if v else "") if k.endswith("_tokens") else
+                format_duration(v) if isinstance(v, timedelta) else str(v)
                 for k, v in dataclasses.asdict(self).items()}
+
+    def tokens(self) -> dict[str, str]:
+        """Each configured bearer token and its scope (``read`` or ``write``)."""
+        scopes = {t.strip(): "read" for t in self.read_tokens.split(",") if t.strip()}
+        scopes.update({t.strip(): "write" for t in self.write_tokens.split(",") if t.strip()})
+        return scopes
 
 
 def _coerce(name: str, raw: Any, kind: type, origin: str) -> Any:
@@ -107,7 +142,11 @@ def _build(values: Mapping[str, Any], origin: str) -> Settings:
         raise ConfigError(
             f"{origin}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-    return Settings(**{k: _coerce(k, v, _TYPES[k], origin) for k, v in values.items()})
+    settings = Settings(**{k: _coerce(k, v, _TYPES[k], origin) for k, v in values.items()})
+    if settings.anomaly_detector not in DETECTORS:
+        raise ConfigError(f"{origin}: anomaly_detector = {settings.anomaly_detector!r} is not a "
+                          f"known detector; known: {', '.join(DETECTORS)}")
+    return settings
 
 
 def load_settings(

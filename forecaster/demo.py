@@ -13,7 +13,7 @@ from forecaster.pipeline import run_once
 from forecaster.policies import load_policies
 from forecaster.schema import InputError
 from forecaster.store import Store
-from forecaster.summary import render_interventions, render_summary
+from forecaster.summary import render_anomalies, render_interventions, render_summary
 
 
 def run_demo(settings: Settings, data: Path, now: datetime, out: TextIO,
@@ -63,6 +63,10 @@ def run_demo(settings: Settings, data: Path, now: datetime, out: TextIO,
         print(f"  {result.summary()}\n", file=out)
         print(render_interventions(store.interventions(result.run_id),
                                    store.run(result.run_id), as_of), file=out)
+        print(render_anomalies(store.anomalies(run_id=result.run_id), store.run(result.run_id)),
+              file=out)
     print(f"The database is {settings.db}. Try `forecaster --db {settings.db} interventions "
-          f"--json` or `forecaster --db {settings.db} summary`.", file=out)
+          f"--json` or `forecaster --db {settings.db} summary`; `forecaster demo --now "
+          f"2026-11-22T08:00:00Z` answers as of just before the sample incident, when its "
+          f"precursors show.", file=out)
     return 0

@@ -206,7 +206,10 @@ def time_to_intervention(
         now: The current time (UTC, naive); crossings before it are counted at ``now``.
         settings: Decision thresholds and the number of paths.
         rng: The random source of the paths (seed it for reproducible answers).
-        evidence: Fresh precursor anomalies of the series; they make an ``ok`` a ``watch``.
+        evidence: Fresh precursor anomalies of the series (see forecaster.precursors). They
+            raise urgency without touching the probabilities: an ``ok`` becomes a ``watch``,
+            the reason lists them, and among answers of the same decision those with
+            precursors rank first, strongest first (``urgency_key``).
 
     Returns:
         The intervention, with ``eta_p10 <= eta_p50 <= eta_p90`` where present, ``p_breach`` in
@@ -285,6 +288,9 @@ def time_to_intervention(
         evidence=evidence)
 
 
-def urgency_key(item: Intervention) -> tuple[int, datetime, float]:
-    """Sort key: most urgent first (decision, then act-by time, then probability)."""
-    return (DECISIONS.index(item.decision), item.act_by or datetime.max, -item.p_breach)
+def urgency_key(item: Intervention) -> tuple[int, float, datetime, float]:
+    """Sort key: most urgent first (decision, then the strongest fresh precursor, then act-by
+    time, then probability)."""
+    strongest = max((e.score for e in item.evidence), default=0.0)
+    return (DECISIONS.index(item.decision), -strongest, item.act_by or datetime.max,
+            -item.p_breach)

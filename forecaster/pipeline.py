@@ -11,6 +11,7 @@ import json
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -18,6 +19,7 @@ from typing import TypeVar
 import numpy as np
 import polars as pl
 
+from forecaster.anomaly import AnomalySettings
 from forecaster.config import Settings
 from forecaster.forecast import (
     FALLBACK,
@@ -36,6 +38,7 @@ from forecaster.intervention import (
     urgency_key,
 )
 from forecaster.policies import Policy, policy_for
+from forecaster.precursors import Anomaly, PrecursorSettings, SeriesInput, evidence, scan
 from forecaster.scales import inverse
 from forecaster.store import Store
 
@@ -55,7 +58,10 @@ class RunResult:
         series: Series with a policy.
         failed: Series that could not be computed (recorded, not published as answers).
         reselected: Series whose model was chosen anew in this run.
-        timings: Seconds spent in read, selection, forecast, intervention and publish.
+        anomalies: Anomaly onsets found in the lookback (every series of a watched service).
+        precursors: How many of them are precursors (corroborated by another kind of metric).
+        timings: Seconds spent in read, selection, forecast, anomalies, intervention and
+            publish.
         interventions: The answers, most urgent first.
         error: Why the run failed, if it did.
     """
@@ -65,6 +71,8 @@ class RunResult:
     series: int = 0
     failed: int = 0
     reselected: int = 0
+    anomalies: int = 0
+    precursors: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     interventions: list[Intervention] = field(default_factory=list)
     error: str | None = None
@@ -73,7 +81,8 @@ class RunResult:
         """One line a person can read."""
         timings = ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items())
         return (f"run {self.run_id} {self.status}: {self.series} series, {self.failed} failed, "
-                f"{self.reselected} models chosen anew ({timings})")
+                f"{self.reselected} models chosen anew, {self.anomalies} anomalies "
+                f"({self.precursors} precursors) ({timings})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +102,20 @@ def _mean_on_metric_scale(dist: ForecastDist) -> np.ndarray:
     return (inverse(z, dist.transform) * _HERMITE_W[None, :]).sum(axis=1) / np.sqrt(np.pi)
 
 
-def _targets(store: Store, policies: tuple[Policy, ...]) -> list[_Target]:
+def _targets(store: Store, policies: tuple[Policy, ...]) -> tuple[
+        list[_Target], list[tuple[int, str, str, str]]]:
+    """The series with a policy, and every series of their services (scanned for anomalies:
+    a precursor needs the service's other metrics)."""
     targets = []
-    for row in store.series().iter_rows(named=True):
+    series = store.series().to_dicts()
+    for row in series:
         policy = policy_for(policies, row["service"], row["metric"])
         if policy is not None:
             targets.append(_Target(row["series_id"], row["unique_id"], row["service"],
                                    row["metric"], row["kind"], policy))
-    return targets
+    services = {t.service for t in targets}
+    return targets, [(row["series_id"], row["service"], row["metric"], row["kind"])
+                     for row in series if row["service"] in services]
 
 
 def _latest_events(store: Store, now: datetime) -> dict[str, datetime]:
@@ -117,6 +132,8 @@ def run_once(
     *,
     trigger: str = "manual",
     reselect: bool = False,
+    run_id: int | None = None,
+    executor: Executor | None = None,
 ) -> RunResult:
     """Refresh once and publish the result as one run.
 
@@ -127,15 +144,32 @@ def run_once(
         now: The time the answers are for (UTC, naive); later points are not read.
         trigger: Who asked (``manual``, ``schedule``, ``api``), kept with the run.
         reselect: Re-make every model choice now, however recent.
+        run_id: A run already recorded as started (by the service, which answers with its id
+            before the work is done); default a new one.
+        executor: Where the computation runs; default this thread. The service passes a
+            process pool so that the computation never holds its API's interpreter lock; the
+            store is read and written here either way (only this process may open it).
 
     Returns:
         The run's result; ``status`` is ``failed`` when the run as a whole failed.
     """
     started = time.perf_counter()
-    run_id = store.start_run(now, now, trigger)
+    if run_id is None:
+        run_id = store.start_run(now, now, trigger)
     result = RunResult(run_id=run_id, status="running")
     try:
-        _compute_and_publish(store, settings, policies, now, reselect, result)
+        clock = time.perf_counter()
+        inputs = gather(store, policies, now)
+        read_s = time.perf_counter() - clock
+        if executor is None:
+            computed = compute(inputs, settings, now, run_id, reselect)
+        else:
+            computed = executor.submit(compute, inputs, settings, now, run_id, reselect).result()
+        computed.result.timings = {"read": read_s, **computed.result.timings}
+        clock = time.perf_counter()
+        store.publish_run(run_id, now, detail=computed.detail(settings), **computed.frames)
+        computed.result.timings["publish"] = time.perf_counter() - clock
+        result = computed.result
         result.status = "published"
     except Exception as exc:  # noqa: BLE001 - the run is recorded as failed, then re-raised
         result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
@@ -170,31 +204,77 @@ def _isolated(
         return out
 
 
-def _compute_and_publish(store: Store, settings: Settings, policies: tuple[Policy, ...],
-                         now: datetime, reselect: bool, result: RunResult) -> None:
+@dataclass(slots=True)
+class Inputs:
+    """What a refresh reads from the store; plain data, so it can go to another process.
+
+    Attributes:
+        targets: Series with a policy.
+        scanned: (series id, service, metric, kind) of every series of their services.
+        sids, ts, values: Their points up to now, sorted by series and time.
+        events: The latest event of each service up to now.
+        choices: Stored model choices by series id: (model, chosen at).
+    """
+
+    targets: list[_Target]
+    scanned: list[tuple[int, str, str, str]]
+    sids: np.ndarray
+    ts: np.ndarray
+    values: np.ndarray
+    events: dict[str, datetime]
+    choices: dict[int, tuple[str, datetime]]
+
+
+@dataclass(slots=True)
+class Computed:
+    """What a refresh computed: the result and the frames to publish."""
+
+    result: RunResult
+    frames: dict[str, pl.DataFrame]
+    anomaly_failures: dict[int, str]
+
+    def detail(self, settings: Settings) -> str:
+        r = self.result
+        return json.dumps({"settings": settings.describe(), "series": r.series,
+                           "failed": r.failed, "reselected": r.reselected,
+                           "anomalies": r.anomalies, "precursors": r.precursors,
+                           "anomaly_failures": self.anomaly_failures,
+                           "timings": {k: round(v, 3) for k, v in r.timings.items()}})
+
+
+def gather(store: Store, policies: tuple[Policy, ...], now: datetime) -> Inputs:
+    """Read everything a refresh needs, up to ``now``."""
+    targets, scanned = _targets(store, policies)
+    points = store.points_up_to([sid for sid, *_ in scanned], now)
+    return Inputs(targets=targets, scanned=scanned,
+                  sids=points.column("series_id").to_numpy(),
+                  ts=points.column("ts").to_numpy().astype("datetime64[us]"),
+                  values=points.column("value").to_numpy(),
+                  events=_latest_events(store, now), choices=store.model_choices())
+
+
+def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
+            reselect: bool) -> Computed:
+    """Prepare, choose models, forecast, find anomalies and answer: pure computation on
+    ``inputs`` (no store), safe to run in another process."""
     fs = ForecastSettings(n_jobs=settings.forecast_jobs)
     decision = DecisionSettings(p_schedule=settings.p_schedule, p_watch=settings.p_watch,
                                 n_paths=settings.sample_paths,
                                 refresh_every=settings.refresh_every)
-    clock = time.perf_counter()
-
-    # Read
-    targets = _targets(store, policies)
+    result = RunResult(run_id=run_id, status="running")
+    targets, scanned = inputs.targets, inputs.scanned
     by_uid = {t.unique_id: t for t in targets}
-    points = store.points_up_to([t.series_id for t in targets], now)
-    sids = points.column("series_id").to_numpy()
-    ts = points.column("ts").to_numpy().astype("datetime64[us]")
-    values = points.column("value").to_numpy()
+    sids, ts, values = inputs.sids, inputs.ts, inputs.values
     bounds = np.flatnonzero(np.diff(sids)) + 1
     starts = np.concatenate([[0], bounds]) if sids.size else np.array([], dtype=int)
     ends = np.concatenate([bounds, [sids.size]]) if sids.size else np.array([], dtype=int)
     spans = {int(sids[a]): (a, b) for a, b in zip(starts, ends, strict=True)}
-    events = _latest_events(store, now)
+    events = inputs.events
     result.series = len(targets)
-    result.timings["read"] = time.perf_counter() - clock
 
     failures: dict[str, str] = {}
     prepared: list[Prepared] = []
+    clock = time.perf_counter()
     for target in targets:
         if target.series_id not in spans:
             failures[target.unique_id] = "no points up to now"
@@ -210,9 +290,11 @@ def _compute_and_publish(store: Store, settings: Settings, policies: tuple[Polic
         if item is not None:
             prepared.append(item)
 
+    result.timings["prepare"] = time.perf_counter() - clock
+
     # Selection, on its own slower clock
     clock = time.perf_counter()
-    stored = store.model_choices()
+    stored = inputs.choices
     stale = [p for p in prepared if reselect
              or by_uid[p.unique_id].series_id not in stored
              or stored[by_uid[p.unique_id].series_id][1] < now - settings.selection_max_age]
@@ -231,6 +313,16 @@ def _compute_and_publish(store: Store, settings: Settings, policies: tuple[Polic
                       "forecast", record=True)
     result.timings["forecast"] = time.perf_counter() - clock
 
+    # Anomalies
+    clock = time.perf_counter()
+    found, anomaly_failures = scan(
+        (SeriesInput(sid, service, metric, kind, ts[slice(*spans[sid])],
+                     values[slice(*spans[sid])])
+         for sid, service, metric, kind in scanned if sid in spans),
+        now, _precursor_settings(settings))
+    result.anomalies, result.precursors = len(found), sum(a.precursor for a in found)
+    result.timings["anomalies"] = time.perf_counter() - clock
+
     # Time to intervention
     clock = time.perf_counter()
     answers: dict[str, Intervention] = {}
@@ -242,22 +334,36 @@ def _compute_and_publish(store: Store, settings: Settings, policies: tuple[Polic
         rng = np.random.default_rng([settings.seed, target.series_id])
         try:
             answers[item.unique_id] = time_to_intervention(
-                item.unique_id, dist, target.policy, item.observation, now, decision, rng)
+                item.unique_id, dist, target.policy, item.observation, now, decision, rng,
+                evidence=evidence(found, target.series_id, now, settings.anomaly_fresh))
         except Exception as exc:  # noqa: BLE001
             failures[item.unique_id] = f"intervention: {type(exc).__name__}: {exc}"
     result.timings["intervention"] = time.perf_counter() - clock
 
-    # Publish
-    clock = time.perf_counter()
     frames = _frames(result.run_id, targets, prepared, dists, answers, failures, new_choices,
                      spans, ts, now)
+    frames["anomalies"] = _anomaly_frame(result.run_id, found, settings.anomaly_detector)
     result.failed = len(failures)
     result.interventions = sorted(answers.values(), key=urgency_key)
-    detail = json.dumps({"settings": settings.describe(), "series": result.series,
-                         "failed": result.failed, "reselected": result.reselected,
-                         "timings": {k: round(v, 3) for k, v in result.timings.items()}})
-    store.publish_run(result.run_id, now, detail=detail, **frames)
-    result.timings["publish"] = time.perf_counter() - clock
+    return Computed(result=result, frames=frames, anomaly_failures=anomaly_failures)
+
+
+
+
+def _precursor_settings(settings: Settings) -> PrecursorSettings:
+    return PrecursorSettings(detector=AnomalySettings(detector=settings.anomaly_detector),
+                             threshold=settings.anomaly_threshold,
+                             lookback=settings.anomaly_lookback, fresh=settings.anomaly_fresh,
+                             corroboration=settings.anomaly_corroboration)
+
+
+def _anomaly_frame(run_id: int, found: list[Anomaly], detector: str) -> pl.DataFrame:
+    return pl.DataFrame([{
+        "run_id": run_id, "series_id": a.series_id, "service": a.service, "metric": a.metric,
+        "ts": a.ts, "score": a.score, "is_anomaly": True, "detector": detector,
+        "features": json.dumps(a.features), "detail": a.detail, "precursor": a.precursor,
+        "corroborated_by": ",".join(a.corroborated_by) or None,
+    } for a in found], infer_schema_length=None)
 
 
 def _frames(
@@ -304,6 +410,10 @@ def _frames(
                 "p_breach": answer.p_breach, "act_by": answer.act_by,
                 "decision": answer.decision, "next_check_at": answer.next_check_at,
                 "reason": answer.reason, "last_value": answer.last_value,
+                "precursor_score": max((e.score for e in answer.evidence), default=None),
+                "precursors": json.dumps([{"ts": e.ts.isoformat(), "score": round(e.score, 4),
+                                           "detail": e.detail} for e in answer.evidence])
+                if answer.evidence else None,
             })
     by_uid = {t.unique_id: t.series_id for t in targets}
     choices = pl.DataFrame([{

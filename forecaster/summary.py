@@ -114,3 +114,24 @@ def render_interventions(interventions: pl.DataFrame, run: dict[str, object] | N
     if not show_all:
         lines += ["", f"{ok} series ok (--all lists them)."]
     return "\n".join(lines) + "\n"
+
+
+def render_anomalies(anomalies: pl.DataFrame, run: dict[str, object] | None) -> str:
+    """Render a run's anomalies, newest first, precursors marked.
+
+    Args:
+        anomalies: :meth:`Store.anomalies`.
+        run: The run's row, for the header.
+    """
+    if run is None:
+        return "No published run yet. Run `forecaster refresh` first.\n"
+    precursors = int(anomalies["precursor"].sum()) if anomalies.height else 0
+    lines = [f"Run {run['run_id']} as of {run['as_of']:%Y-%m-%d %H:%M} UTC: "  # type: ignore[str-format]
+             f"{anomalies.height} anomalies, {precursors} precursors "
+             "(corroborated by another kind of metric of the service)."]
+    for row in anomalies.iter_rows(named=True):
+        mark = f"precursor, with {row['corroborated_by']}" if row["precursor"] else "alone"
+        lines.append(f"  {row['ts']:%Y-%m-%d %H:%M}  {row['unique_id']:<36} "
+                     f"{row['score']:.4f}  {mark}")
+        lines.append(f"    {row['detail']}")
+    return "\n".join(lines) + "\n"

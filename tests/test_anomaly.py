@@ -113,3 +113,15 @@ def test_the_ecod_tail_keeps_ranking_beyond_the_training_range() -> None:
     assert t[2] == pytest.approx(p[2])  # inside the range nothing changes
     # the training scores are computed the same way as new rows'
     assert tailed.decision_scores_ == pytest.approx(tailed.decision_function(train))
+
+
+def test_extremeness_matches_a_direct_count_over_earlier_values() -> None:
+    from forecaster.anomaly import _extremeness
+
+    rng = np.random.default_rng(6)
+    for v in (rng.normal(size=700), rng.integers(0, 4, 600).astype(float), np.array([3.0])):
+        expected = np.zeros(v.size)
+        for i in range(1, v.size):
+            below, above = (v[:i] < v[i]).sum(), (v[:i] > v[i]).sum()
+            expected[i] = -np.log10((min(below, above) + 1) / (i + 1))
+        assert _extremeness(v, block=64) == pytest.approx(expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 from conftest import run_cli, write
@@ -79,5 +80,15 @@ def test_demo_builds_the_database_from_the_shipped_data(tmp_path: Path) -> None:
     for service in ("chat-api", "code-assist", "summarize", "rag-search", "embed-batch",
                     "support-bot"):
         assert f"{service}: 9 series" in result.stdout
-    again = run_cli("--db", str(db), "demo", "--data", "data")  # rebuilds from scratch
+    # rebuilds from scratch; as of just before the sample incident, its precursors show
+    again = run_cli("--db", str(db), "demo", "--data", "data", "--now", "2026-11-22T08:00:00Z")
     assert again.returncode == 0 and "391104 points stored" in again.stdout
+    assert "Precursor anomalies:" in again.stdout
+    found = run_cli("--db", str(db), "anomalies", "--precursors", "--json")
+    assert found.returncode == 0, found.stderr
+    rows = json.loads(found.stdout)
+    assert rows and {row["service"] for row in rows} == {"rag-search"}
+    assert all(row["precursor"] and row["corroborated_by"] for row in rows)
+    text = run_cli("--db", str(db), "anomalies", "--since", "2026-11-22T00:00:00Z",
+                   "--service", "rag-search").stdout
+    assert "precursor, with" in text and "rag-search:error_rate" in text

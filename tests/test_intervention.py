@@ -15,6 +15,7 @@ from forecaster.intervention import (
     first_passage_steps,
     sample_paths,
     time_to_intervention,
+    urgency_key,
 )
 from forecaster.policies import Policy
 from forecaster.scales import Transform
@@ -141,3 +142,25 @@ def test_fresh_precursor_evidence_makes_ok_a_watch_and_is_listed() -> None:
                              np.random.default_rng(1), evidence)
     assert a.decision == "watch" and a.p_breach == 0.0
     assert "Precursor anomalies: error-rate burst at Wed 25 Nov 23:00 UTC." in a.reason
+    # probabilities are untouched: the same answer without evidence differs only in decision
+    plain = time_to_intervention("svc:queue_depth", flat, policy(100.0), obs, NOW, SETTINGS,
+                                 np.random.default_rng(1))
+    assert plain.decision == "ok" and plain.p_breach == a.p_breach
+
+
+def test_a_precursor_ranks_first_among_equal_decisions() -> None:
+    flat = dist(np.full(336, 10.0), 1.0)
+    obs = Observation(last_ts=NOW - STEP, last_value=10.0)
+    drift = dist(np.linspace(10.0, 60.0, 336), 15.0)  # p_breach between watch and schedule
+
+    def make(d: ForecastDist, evidence: tuple[Evidence, ...] = ()):
+        return time_to_intervention("svc:queue_depth", d, policy(100.0), obs, NOW, SETTINGS,
+                                    np.random.default_rng(1), evidence)
+
+    weak = (Evidence(NOW - timedelta(hours=2), 0.986, "latency wobble"),)
+    strong = (Evidence(NOW - timedelta(hours=1), 0.995, "error burst"),)
+    watched, quiet, loud = make(drift), make(flat, weak), make(flat, strong)
+    assert {watched.decision, quiet.decision, loud.decision} == {"watch"}
+    assert 0.1 <= watched.p_breach < 0.5
+    ranked = sorted([watched, quiet, loud], key=urgency_key)
+    assert ranked == [loud, quiet, watched]

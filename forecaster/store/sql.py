@@ -147,6 +147,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 strict_aborted BOOLEAN NOT NULL)""",
         ],
     ),
+    (
+        4,
+        "anomalies per series and service, precursors with interventions",
+        [
+            "ALTER TABLE anomalies ADD COLUMN service VARCHAR",
+            "ALTER TABLE anomalies ADD COLUMN metric VARCHAR",
+            # A precursor: an anomaly another kind of metric of the same service shares.
+            "ALTER TABLE anomalies ADD COLUMN precursor BOOLEAN DEFAULT false",
+            "ALTER TABLE anomalies ADD COLUMN corroborated_by VARCHAR",
+            "ALTER TABLE anomalies ADD COLUMN detail VARCHAR",
+            "ALTER TABLE interventions ADD COLUMN precursor_score DOUBLE",
+            "ALTER TABLE interventions ADD COLUMN precursors JSON",
+        ],
+    ),
 ]
 
 SCHEMA_VERSION_TABLE_EXISTS = (
@@ -449,6 +463,15 @@ UPDATE runs SET status = ?, finished_at = ?, error = ?, detail = ? WHERE run_id 
 PUBLISH_RUN_SERIES = "INSERT INTO run_series BY NAME SELECT * FROM new_run_series"
 PUBLISH_FORECASTS = "INSERT INTO forecasts BY NAME SELECT * FROM new_forecasts"
 PUBLISH_INTERVENTIONS = "INSERT INTO interventions BY NAME SELECT * FROM new_interventions"
+PUBLISH_ANOMALIES = "INSERT INTO anomalies BY NAME SELECT * FROM new_anomalies"
+ANOMALIES = """
+SELECT a.run_id, a.service || ':' || a.metric AS unique_id, a.service, a.metric, a.ts, a.score,
+       a.precursor, a.corroborated_by, a.detail, a.detector, a.features
+FROM anomalies a
+WHERE a.run_id = ? AND a.is_anomaly
+  AND (?::TIMESTAMP IS NULL OR a.ts >= ?)
+  AND (?::VARCHAR IS NULL OR a.service = ?)
+ORDER BY a.ts DESC, a.score DESC, unique_id"""
 SAVE_CHOICES = """
 INSERT OR REPLACE INTO model_choices BY NAME SELECT * FROM new_choices"""
 MODEL_CHOICES = "SELECT series_id, model, chosen_at FROM model_choices"
@@ -474,12 +497,14 @@ INTERVENTIONS = """
 SELECT i.run_id, s.service || ':' || s.metric AS unique_id, i.service, i.metric, i.decision,
        i.p_breach, i.eta_p10, i.eta_p50, i.eta_p90, i.act_by, i.action, i.lead_time_s,
        i.limit_value, i.direction, i.last_value, i.next_check_at, i.reason,
+       i.precursor_score, i.precursors,
        r.model, r.train_start, r.train_end, r.last_point, r.freshness_s, r.flags
 FROM interventions i
 JOIN series s USING (series_id)
 JOIN run_series r ON r.run_id = i.run_id AND r.series_id = i.series_id
 WHERE i.run_id = ?
-ORDER BY {urgency}, i.act_by NULLS LAST, i.p_breach DESC, unique_id""".replace(
+ORDER BY {urgency}, i.precursor_score DESC NULLS LAST, i.act_by NULLS LAST, i.p_breach DESC,
+         unique_id""".replace(
     "{urgency}", _URGENCY)
 FORECASTS = """
 SELECT s.service || ':' || s.metric AS unique_id, f.ds, f.mean, f.q05, f.q10, f.q25, f.q50,

@@ -392,6 +392,7 @@ class Store:
     def publish_run(
         self, run_id: int, now: datetime, *, run_series: pl.DataFrame, forecasts: pl.DataFrame,
         interventions: pl.DataFrame, choices: pl.DataFrame, detail: str,
+        anomalies: pl.DataFrame | None = None,
     ) -> None:
         """Publish everything a run computed, and mark it published, in one transaction."""
         with self._transaction() as cur:
@@ -399,7 +400,9 @@ class Store:
                     ("new_run_series", run_series, sql.PUBLISH_RUN_SERIES),
                     ("new_forecasts", forecasts, sql.PUBLISH_FORECASTS),
                     ("new_interventions", interventions, sql.PUBLISH_INTERVENTIONS),
-                    ("new_choices", choices, sql.SAVE_CHOICES)):
+                    ("new_choices", choices, sql.SAVE_CHOICES),
+                    ("new_anomalies", anomalies if anomalies is not None else pl.DataFrame(),
+                     sql.PUBLISH_ANOMALIES)):
                 if frame.height:
                     cur.register(name, frame.to_arrow())
                     cur.execute(statement)
@@ -440,6 +443,18 @@ class Store:
         """A published run's answers (default: the latest), most urgent first."""
         run_id = run_id if run_id is not None else self.latest_run_id()
         return _frame(self.cursor(), sql.INTERVENTIONS, [run_id])
+
+    def anomalies(self, since: datetime | None = None, service: str | None = None,
+                  run_id: int | None = None) -> pl.DataFrame:
+        """Anomalies a published run found (default: the latest), newest first.
+
+        Args:
+            since: Only those at or after this time (UTC, naive).
+            service: Only this service's.
+            run_id: The run; default the latest published one.
+        """
+        run_id = run_id if run_id is not None else self.latest_run_id()
+        return _frame(self.cursor(), sql.ANOMALIES, [run_id, since, since, service, service])
 
     def forecasts(self, unique_id: str | None = None, run_id: int | None = None) -> pl.DataFrame:
         """A published run's forecast quantiles (default: the latest run), metric scale."""

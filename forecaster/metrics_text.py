@@ -1,0 +1,126 @@
+"""``GET /metrics``: the latest published answers and the service's own health, in Prometheus
+text format (built with prometheus_client, so any Prometheus parses it).
+
+Per series (labels ``series``, ``service``, ``metric``): ``forecaster_eta_seconds`` (quantile
+0.1/0.5/0.9, seconds from the run's as-of time; absent when too few paths cross),
+``forecaster_p_breach``, ``forecaster_act_by_seconds``. Per service: ``forecaster_decision``
+(1 for its decision, 0 for the others). The service: last run id, age and duration, refresh runs
+and failures, rows ingested through it, anomalies and precursors of the latest run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from forecaster.schema import DECISIONS
+from forecaster.summary import service_answers
+
+if TYPE_CHECKING:
+    from forecaster.service import Service
+    from forecaster.store import Store
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class _Collector:
+    def __init__(self, store: Store, service: Service, run_id: int | None) -> None:
+        self.store, self.service, self.run_id = store, service, run_id
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._answers()
+        yield from self._service()
+
+    def _answers(self) -> Iterator[Metric]:
+        if self.run_id is None:
+            return
+        run = self.store.run(self.run_id)
+        answers = self.store.interventions(self.run_id)
+        if run is None:
+            return
+        as_of = run["as_of"]
+        labels = ["series", "service", "metric"]
+        eta = GaugeMetricFamily("forecaster_eta_seconds", "First-passage time quantile, seconds "
+                                "after the run's as-of time", labels=[*labels, "quantile"])
+        p = GaugeMetricFamily("forecaster_p_breach", "Probability the limit is crossed within "
+                              "the horizon", labels=labels)
+        act = GaugeMetricFamily("forecaster_act_by_seconds", "Seconds from the run's as-of time "
+                                "to the act-by time (negative: overdue)", labels=labels)
+        for row in answers.iter_rows(named=True):
+            key = [row["unique_id"], row["service"], row["metric"]]
+            p.add_metric(key, float(row["p_breach"]))
+            for q, column in (("0.1", "eta_p10"), ("0.5", "eta_p50"), ("0.9", "eta_p90")):
+                if row[column] is not None:
+                    eta.add_metric([*key, q], (row[column] - as_of).total_seconds())
+            if row["act_by"] is not None:
+                act.add_metric(key, (row["act_by"] - as_of).total_seconds())
+        decision = GaugeMetricFamily("forecaster_decision", "1 for the service's decision "
+                                     "(its most urgent series), 0 for the others",
+                                     labels=["service", "decision"])
+        for row in service_answers(answers).iter_rows(named=True):
+            for d in DECISIONS:
+                decision.add_metric([row["service"], d], 1.0 if row["decision"] == d else 0.0)
+        found = self.store.anomalies(run_id=self.run_id)
+        anomalies = GaugeMetricFamily("forecaster_anomalies", "Anomalies the latest run found "
+                                      "in its lookback", labels=["service", "precursor"])
+        if found.height:
+            counts = found.group_by("service", "precursor").len()
+            for row in counts.sort("service", "precursor").iter_rows(named=True):
+                anomalies.add_metric([row["service"], str(row["precursor"]).lower()],
+                                     float(row["len"]))
+        yield from (eta, p, act, decision, anomalies)
+
+    def _service(self) -> Iterator[Metric]:
+        now = self.service.clock()
+        last = GaugeMetricFamily("forecaster_last_published_run", "Id, age and duration of "
+                                 "the latest published run", labels=["field"])
+        if self.run_id is not None:
+            run = self.store.run(self.run_id)
+            if run is not None:
+                last.add_metric(["id"], float(self.run_id))
+                if run["finished_at"] is not None:
+                    last.add_metric(["age_seconds"], (now - run["finished_at"]).total_seconds())
+                    last.add_metric(["duration_seconds"],
+                                    (run["finished_at"] - run["started_at"]).total_seconds())
+        yield last
+        job = self.service.refresh_status
+        runs = CounterMetricFamily("forecaster_refresh_runs", "Refresh jobs run by this "
+                                   "process", labels=["outcome"])
+        runs.add_metric(["ok"], float(job.runs - job.failures))
+        runs.add_metric(["failed"], float(job.failures))
+        yield runs
+        duration = GaugeMetricFamily("forecaster_refresh_last_duration_seconds",
+                                     "Duration of the last refresh job")
+        if job.last_duration_s is not None:
+            duration.add_metric([], job.last_duration_s)
+        yield duration
+        ingested = CounterMetricFamily("forecaster_ingest_rows", "Rows ingested by this process "
+                                       "(API and configured sources)", labels=["kind", "outcome"])
+        for (kind, outcome), rows in sorted(self.service.ingest_rows.items()):
+            ingested.add_metric([kind, outcome], float(rows))
+        yield ingested
+        counts = self.store.counts()
+        stored = GaugeMetricFamily("forecaster_stored", "Rows stored", labels=["table"])
+        for table, n in counts.items():
+            stored.add_metric([table], float(n))
+        yield stored
+        status = self.store.runs(1000).group_by("status").len()
+        by_status = GaugeMetricFamily("forecaster_runs", "Runs recorded (newest 1000), by "
+                                      "status", labels=["status"])
+        for row in status.sort("status").iter_rows(named=True):
+            by_status.add_metric([row["status"]], float(row["len"]))
+        yield by_status
+
+
+def render(store: Store, service: Service, run_id: int | None) -> bytes:
+    """The metrics text for the latest published run ``run_id``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(store, service, run_id))  # type: ignore[arg-type]
+    return generate_latest(registry)
+
+
+__all__ = ["CONTENT_TYPE", "render"]

@@ -1,0 +1,273 @@
+"""The long-running service: one open store, the refresh job on an APScheduler clock, and the
+state the HTTP API reports (jobs, failures, ingest counts).
+
+The computation of a refresh runs in a worker process (the store is read and written here, the
+only process that may open it), so the API stays responsive while it runs. One refresh at a time: the scheduler's interval job and ``POST /v1/runs`` share one lock; a run
+asked for while another is going is refused (409 from the API), and a scheduled run that finds
+one going is skipped (the next tick comes soon). Missed ticks are coalesced into one. A job that
+fails is recorded as a failed run, logged and counted, and never stops the scheduler.
+
+Room for more jobs (the weekly report): :meth:`Service.start` adds jobs to one scheduler whose
+single worker thread runs them one after another.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import multiprocessing
+import threading
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from forecaster.config import Settings
+from forecaster.ingest import ReadSpec, ingest_files
+from forecaster.pipeline import RunResult, run_once
+from forecaster.policies import load_policies
+from forecaster.schema import InputError
+from forecaster.store import Store
+
+log = logging.getLogger("forecaster.service")
+
+
+class RefreshBusyError(RuntimeError):
+    """A refresh is already running."""
+
+    def __init__(self, run_id: int | None) -> None:
+        super().__init__(f"refresh run {run_id} is still running; try again when it has finished"
+                         if run_id is not None else "a refresh is still running")
+        self.run_id = run_id
+
+
+@dataclass(slots=True)
+class JobStatus:
+    """The last outcome of one job."""
+
+    name: str
+    runs: int = 0
+    failures: int = 0
+    last_started: datetime | None = None
+    last_finished: datetime | None = None
+    last_ok: bool | None = None
+    last_error: str | None = None
+    last_run_id: int | None = None
+    last_duration_s: float | None = None
+
+
+@dataclass(slots=True)
+class _Seen:
+    files: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+
+def _compute_pool() -> ProcessPoolExecutor:
+    # The computation runs in a process of its own so that it never holds the interpreter lock
+    # the API's event loop needs; "spawn", because forking a process that holds DuckDB and
+    # scheduler threads is unsafe.
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+
+class Service:
+    """The store, its refresh job and what the API reports about them.
+
+    Args:
+        store: The open database; this process is its only writer.
+        settings: Settings read once at start.
+        clock: The current time (UTC, naive); read only here, at the edge of each job.
+    """
+
+    def __init__(self, store: Store, settings: Settings,
+                 clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.refresh_status = JobStatus("refresh")
+        self.ingest_rows: Counter[tuple[str, str]] = Counter()
+        self.on_publish: list[Callable[[int], None]] = []
+        self._lock = threading.Lock()
+        self._running: int | None = None
+        self._as_of = clock()
+        self._seen = _Seen()
+        self._scheduler: BackgroundScheduler | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- scheduler ---------------------------------------------------------------------------
+
+    def start(self, first_run_in: timedelta = timedelta(0)) -> None:
+        """Start the scheduler: the refresh job every ``refresh_every``, the first one after
+        ``first_run_in``."""
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+        scheduler.add_job(self.scheduled_refresh, "interval", id="refresh", name="refresh",
+                          seconds=self.settings.refresh_every.total_seconds(),
+                          next_run_time=datetime.now(UTC) + first_run_in)
+        scheduler.start()
+        self._scheduler = scheduler
+        self._pool = _compute_pool()
+
+    def stop(self) -> None:
+        """Stop the scheduler, waiting for a running job, and any run the API started."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+        for thread in self._threads:
+            thread.join()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    @property
+    def scheduler_running(self) -> bool:
+        """Whether the scheduler is running."""
+        return self._scheduler is not None and self._scheduler.running
+
+    def next_refresh_at(self) -> datetime | None:
+        """When the scheduler runs the refresh job next (UTC, naive)."""
+        if self._scheduler is None:
+            return None
+        job = self._scheduler.get_job("refresh")
+        if job is None or job.next_run_time is None:
+            return None
+        return job.next_run_time.astimezone(UTC).replace(tzinfo=None)
+
+    @property
+    def running_run_id(self) -> int | None:
+        """The run being computed now, if any."""
+        return self._running
+
+    # -- refresh -----------------------------------------------------------------------------
+
+    def scheduled_refresh(self) -> None:
+        """The interval job: refresh unless a refresh is going. Never raises."""
+        try:
+            run_id = self.begin_refresh("schedule")
+        except RefreshBusyError:
+            log.info("scheduled refresh skipped: run %s is still running", self._running)
+            return
+        self.finish_refresh(run_id)
+
+    def request_refresh(self) -> int:
+        """Start a refresh now in its own thread (``POST /v1/runs``).
+
+        Returns:
+            The new run's id.
+
+        Raises:
+            RefreshBusyError: a refresh is already running.
+        """
+        run_id = self.begin_refresh("api")
+        thread = threading.Thread(target=self.finish_refresh, args=(run_id,),
+                                  name=f"refresh-{run_id}")
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+        return run_id
+
+    def begin_refresh(self, trigger: str) -> int:
+        """Take the refresh lock and record a run as started."""
+        if not self._lock.acquire(blocking=False):
+            raise RefreshBusyError(self._running)
+        try:
+            now = self.clock()
+            run_id = self.store.start_run(now, now, trigger)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._running, self._as_of = run_id, now
+        status = self.refresh_status
+        status.last_started, status.last_run_id = now, run_id
+        return run_id
+
+    def finish_refresh(self, run_id: int) -> RunResult | None:
+        """Ingest from the configured sources, then compute and publish run ``run_id``.
+
+        A failure is recorded (failed run, job status, log) and not raised. Releases the lock
+        taken by :meth:`begin_refresh`.
+        """
+        status = self.refresh_status
+        started = self._as_of  # the run answers as of when it was asked for
+        result: RunResult | None = None
+        try:
+            stage = "ingest"
+            try:
+                self.ingest_sources(started)
+                stage = "policies"
+                policies = load_policies(Path(self.settings.policies)
+                                         if self.settings.policies else None)
+            except Exception as exc:
+                # run_once records its own failures; these come before it
+                self.store.fail_run(run_id, self.clock(), f"{type(exc).__name__}: {exc}",
+                                    json.dumps({"stage": stage}))
+                raise
+            try:
+                result = run_once(self.store, self.settings, policies, started, run_id=run_id,
+                                  executor=self._pool)
+            except BrokenProcessPool:
+                # the computing process died (out of memory?): a fresh one for the next run
+                self._pool = _compute_pool()
+                raise
+            status.last_ok, status.last_error = True, None
+            log.info("%s", result.summary())
+        except Exception as exc:  # noqa: BLE001 - a failed job never stops the scheduler
+            status.failures += 1
+            status.last_ok, status.last_error = False, f"{type(exc).__name__}: {exc}"
+            log.error("refresh run %s failed: %s\n%s", run_id, status.last_error,
+                      traceback.format_exc())
+        finally:
+            status.runs += 1
+            status.last_finished = self.clock()
+            status.last_duration_s = (status.last_finished - started).total_seconds()
+            self._running = None
+            self._lock.release()
+        if result is not None:
+            for listener in self.on_publish:
+                listener(run_id)
+        return result
+
+    # -- ingest ------------------------------------------------------------------------------
+
+    def ingest_sources(self, now: datetime) -> None:
+        """Ingest the files matching ``ingest_points_from`` / ``ingest_requests_from`` that are
+        new or changed since this process last read them (ingest is idempotent, so a file read
+        again after a restart changes nothing)."""
+        for kind, pattern in (("points", self.settings.ingest_points_from),
+                              ("requests", self.settings.ingest_requests_from)):
+            if not pattern:
+                continue
+            fresh = []
+            for name in sorted(glob.glob(pattern)):
+                stat = Path(name).stat()
+                key = (stat.st_mtime, stat.st_size)
+                if self._seen.files.get(name) != key:
+                    fresh.append((Path(name), key))
+            if not fresh:
+                continue
+            results = ingest_files(self.store, [p for p, _ in fresh], kind,
+                                   ReadSpec(max_errors=self.settings.max_reported_errors), now)
+            for (path, key), outcome in zip(fresh, results, strict=True):
+                if isinstance(outcome, InputError):
+                    log.error("ingest of %s refused: %s", path, outcome)
+                    self.ingest_rows[(kind, "refused_files")] += 1
+                    continue
+                self._seen.files[str(path)] = key
+                self.count_ingest(kind, outcome.stored, outcome.updated, outcome.duplicates,
+                                  outcome.rejected)
+                log.info("%s", outcome.summary())
+
+    def count_ingest(self, kind: str, stored: int, updated: int, duplicates: int,
+                     rejected: int) -> None:
+        """Add one ingest's rows to the counters /metrics reports."""
+        for outcome, rows in (("stored", stored), ("updated", updated),
+                              ("duplicate", duplicates), ("rejected", rejected)):
+            self.ingest_rows[(kind, outcome)] += rows
