@@ -1,8 +1,9 @@
 """Refresh time: the demo fleet and 1,000 synthetic series (28 days of 5-minute data).
 
-Each refresh is split into read, selection (cross-validation of the model pool), forecast, time
-to intervention and publish. Two refreshes are timed per data set: the first chooses every model,
-the second reuses the choices (as refreshes do until a choice is a day old). The baseline in the
+Each refresh is split into read, prepare, selection (cross-validation of the model pool),
+forecast, anomalies (precursor detection over every series), time to intervention and publish.
+Two refreshes are timed per data set: the first chooses every model, the second reuses the
+choices (as refreshes do until a choice is a day old). The baseline in the
 same run is statsforecast's SeasonalNaive over the same hourly series: the cheapest possible
 forecasting pass, so ``forecast_vs_seasonal_naive`` says what the real models cost over it.
 

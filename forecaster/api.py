@@ -38,7 +38,7 @@ ARROW = "application/vnd.apache.arrow.stream"
 _DECISION_HELP = f"only these (repeatable): {', '.join(DECISIONS)}"
 _RunId = Annotated[int | None, Query(description="default: the latest published run")]
 _Service = Annotated[str | None, Query(alias="service", description="only this service")]
-_JSON_COLUMNS = ("precursors", "features")
+_JSON_COLUMNS = ("precursors", "features", "reliability")
 
 try:
     __version__ = version("forecaster")
@@ -371,6 +371,19 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
         if precursors:
             frame = frame.filter(pl.col("precursor"))
         return frame_response(request, frame, {"run_id": chosen})
+
+    @app.get("/v1/reliability", tags=["answers"], dependencies=[read],
+             summary="How right the published estimates proved, per series and overall")
+    def reliability(request: Request,
+                    since: Annotated[datetime | None, Query(
+                        description="estimates made at or after this (default: "
+                                    "reliability_window ago)")] = None) -> Response:
+        start = _utc(since) or service.clock() - settings.reliability_window
+        per_series, overall = store.reliability(since=start)
+        if _wants_arrow(request):
+            return Response(_arrow(per_series), media_type=ARROW)
+        return Response(_dumps({"since": start, "overall": overall,
+                                "items": _records(per_series)}), media_type="application/json")
 
     # -- runs --------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -19,7 +19,7 @@ from forecaster.config import Settings, load_settings
 from forecaster.demo import run_demo
 from forecaster.ingest import TIME_UNITS, ReadSpec, ingest_files, rejects_of_file
 from forecaster.pipeline import run_once
-from forecaster.policies import Policy, load_policies
+from forecaster.policies import Policy, load_policies, parse_duration
 from forecaster.schema import (
     ConfigError,
     ForecasterError,
@@ -126,6 +126,18 @@ def _parser() -> argparse.ArgumentParser:
                        help="only precursors (corroborated by another kind of metric)")
     found.add_argument("--json", action="store_true", help="print JSON")
 
+    back = commands.add_parser("backtest", help="rolling-origin accuracy of time to intervention "
+                               "over stored history, against predict_linear and other baselines")
+    back.add_argument("--start", type=_timestamp, help="first cut-off (default: 7 days after "
+                      "the first point)")
+    back.add_argument("--end", type=_timestamp, help="last cut-off (default: the last point "
+                      "minus the longest horizon)")
+    back.add_argument("--every", type=parse_duration, default=timedelta(hours=12),
+                      help="time between cut-offs (default 12h)")
+    back.add_argument("--policies", type=Path, help="policy TOML file (default: setting "
+                      "`policies`)")
+    back.add_argument("--json", action="store_true", help="print JSON")
+
     commands.add_parser("summary", help="per-service summary of what is stored")
     commands.add_parser("migrate", help="create or upgrade the database schema")
 
@@ -186,6 +198,46 @@ def _write_errors(store: Store, args: argparse.Namespace, spec: ReadSpec,
                 frame = rejects_of_file(store, path, args.kind, spec, now)
                 for row in frame.iter_rows():
                     writer.writerow([str(path), *row])
+
+
+def _backtest(store: Store, settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from forecaster import backtest
+
+    series, events = backtest.series_of(store, _policies(args.policies, settings))
+    if not series:
+        print("No stored series has a policy: nothing to backtest.", file=out)
+        return EXIT_OK
+    first = min(s.ts[0] for s in series).astype("datetime64[us]").item()
+    last = max(s.ts[-1] for s in series).astype("datetime64[us]").item()
+    start = args.start or first + timedelta(days=7)
+    end = args.end or last - max(s.policy.horizon for s in series)
+    if end < start:
+        raise InputError(f"no cut-off fits: the last one ({end:%Y-%m-%d %H:%M}) comes before the "
+                         f"first ({start:%Y-%m-%d %H:%M}); the history must cover 7 days plus "
+                         "a horizon, or pass --start and --end")
+    cutoffs = []
+    while start <= end:
+        cutoffs.append(start)
+        start += args.every
+    figures = backtest.round_figures(backtest.score(backtest.run(series, cutoffs, settings,
+                                                                 events)))
+    if args.json:
+        print(json.dumps(figures, indent=2), file=out)
+        return EXIT_OK
+    print(f"{len(cutoffs)} cut-offs from {cutoffs[0]:%Y-%m-%d %H:%M} to "
+          f"{cutoffs[-1]:%Y-%m-%d %H:%M} UTC, {len(series)} series", file=out)
+    print(f"{'method':<20} {'cut-offs':>8} {'crossed':>7} {'ETA MAE h':>9} {'coverage':>8} "
+          f"{'Brier':>6} {'false alarms':>12} {'missed':>6} {'lead h':>6}", file=out)
+    for method, f in figures.items():
+        cells = [_cell(f[k]) for k in ("eta_mae_h", "coverage", "brier")]
+        print(f"{method:<20} {f['cutoffs']:>8} {f['with_crossing']:>7} {cells[0]:>9} "
+              f"{cells[1]:>8} {cells[2]:>6} {f['false_alarms']:>12} {f['missed']:>6} "
+              f"{_cell(f['lead_h_median']):>6}", file=out)
+    return EXIT_OK
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def run(argv: Sequence[str], environ: dict[str, str], now: datetime) -> int:
@@ -257,6 +309,8 @@ def run(argv: Sequence[str], environ: dict[str, str], now: datetime) -> int:
             as_of = run["as_of"] if run else now
             print(render_interventions(frame, run, as_of, show_all=args.all), file=out, end="")
             return EXIT_OK
+        if args.command == "backtest":
+            return _backtest(store, settings, args, out)
         if args.command == "anomalies":
             frame = store.anomalies(since=args.since, service=args.service)
             if args.precursors:

@@ -45,6 +45,9 @@ class Settings:
         anomaly_fresh: How recent a precursor must be to change an answer.
         anomaly_corroboration: How close in time anomalies of two kinds of metric of one service
             must be to make both precursors.
+        reliability_window: How far back self-scoring looks when judging a series' estimates.
+        reliability_min_crossings: Scored crossings a series needs before its intervals are
+            widened.
         host: Address ``serve`` binds to; without tokens only a loopback address is allowed.
         port: Port ``serve`` listens on.
         read_tokens: Comma-separated bearer tokens that may read the API.
@@ -73,6 +76,8 @@ class Settings:
     anomaly_lookback: timedelta = timedelta(hours=24)
     anomaly_fresh: timedelta = timedelta(hours=12)
     anomaly_corroboration: timedelta = timedelta(minutes=30)
+    reliability_window: timedelta = timedelta(days=30)
+    reliability_min_crossings: int = 10
     host: str = "127.0.0.1"
     port: int = 8000
     read_tokens: str = ""

@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -39,6 +39,7 @@ from forecaster.intervention import (
 )
 from forecaster.policies import Policy, policy_for
 from forecaster.precursors import Anomaly, PrecursorSettings, SeriesInput, evidence, scan
+from forecaster.reliability import widen_factor
 from forecaster.scales import inverse
 from forecaster.store import Store
 
@@ -60,6 +61,7 @@ class RunResult:
         reselected: Series whose model was chosen anew in this run.
         anomalies: Anomaly onsets found in the lookback (every series of a watched service).
         precursors: How many of them are precursors (corroborated by another kind of metric).
+        scored: Past estimates scored by this run (their horizon had passed).
         timings: Seconds spent in read, selection, forecast, anomalies, intervention and
             publish.
         interventions: The answers, most urgent first.
@@ -73,6 +75,7 @@ class RunResult:
     reselected: int = 0
     anomalies: int = 0
     precursors: int = 0
+    scored: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     interventions: list[Intervention] = field(default_factory=list)
     error: str | None = None
@@ -159,13 +162,18 @@ def run_once(
     result = RunResult(run_id=run_id, status="running")
     try:
         clock = time.perf_counter()
-        inputs = gather(store, policies, now)
+        scored = store.score_estimates(now)
+        scoring_s = time.perf_counter() - clock
+        clock = time.perf_counter()
+        inputs = gather(store, policies, now, settings)
         read_s = time.perf_counter() - clock
         if executor is None:
             computed = compute(inputs, settings, now, run_id, reselect)
         else:
             computed = executor.submit(compute, inputs, settings, now, run_id, reselect).result()
-        computed.result.timings = {"read": read_s, **computed.result.timings}
+        computed.result.timings = {"scoring": scoring_s, "read": read_s,
+                                   **computed.result.timings}
+        computed.result.scored = scored
         clock = time.perf_counter()
         store.publish_run(run_id, now, detail=computed.detail(settings), **computed.frames)
         computed.result.timings["publish"] = time.perf_counter() - clock
@@ -214,6 +222,8 @@ class Inputs:
         sids, ts, values: Their points up to now, sorted by series and time.
         events: The latest event of each service up to now.
         choices: Stored model choices by series id: (model, chosen at).
+        reliability: Per series id, how right its scored estimates were (see
+            forecaster.reliability), with the ``widen`` factor for its next answers.
     """
 
     targets: list[_Target]
@@ -223,6 +233,7 @@ class Inputs:
     values: np.ndarray
     events: dict[str, datetime]
     choices: dict[int, tuple[str, datetime]]
+    reliability: dict[int, dict[str, float | int | None]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -242,15 +253,25 @@ class Computed:
                            "timings": {k: round(v, 3) for k, v in r.timings.items()}})
 
 
-def gather(store: Store, policies: tuple[Policy, ...], now: datetime) -> Inputs:
+def gather(store: Store, policies: tuple[Policy, ...], now: datetime,
+           settings: Settings) -> Inputs:
     """Read everything a refresh needs, up to ``now``."""
     targets, scanned = _targets(store, policies)
     points = store.points_up_to([sid for sid, *_ in scanned], now)
+    per_series, _ = store.reliability(since=now - settings.reliability_window)
+    reliability: dict[int, dict[str, float | int | None]] = {}
+    for row in per_series.iter_rows(named=True):
+        sid = int(row.pop("series_id"))
+        row.pop("unique_id")
+        row["widen"] = widen_factor(row["coverage"], row["crossings"],
+                                    settings.reliability_min_crossings)
+        reliability[sid] = row
     return Inputs(targets=targets, scanned=scanned,
                   sids=points.column("series_id").to_numpy(),
                   ts=points.column("ts").to_numpy().astype("datetime64[us]"),
                   values=points.column("value").to_numpy(),
-                  events=_latest_events(store, now), choices=store.model_choices())
+                  events=_latest_events(store, now), choices=store.model_choices(),
+                  reliability=reliability)
 
 
 def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
@@ -331,6 +352,9 @@ def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
             continue
         target = by_uid[item.unique_id]
         dist, _ = dists[item.unique_id]
+        widen = float(inputs.reliability.get(target.series_id, {}).get("widen") or 1.0)
+        if widen > 1.0:
+            dist = replace(dist, sd=dist.sd * widen)
         rng = np.random.default_rng([settings.seed, target.series_id])
         try:
             answers[item.unique_id] = time_to_intervention(
@@ -341,7 +365,7 @@ def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
     result.timings["intervention"] = time.perf_counter() - clock
 
     frames = _frames(result.run_id, targets, prepared, dists, answers, failures, new_choices,
-                     spans, ts, now)
+                     spans, ts, now, inputs.reliability)
     frames["anomalies"] = _anomaly_frame(result.run_id, found, settings.anomaly_detector)
     result.failed = len(failures)
     result.interventions = sorted(answers.values(), key=urgency_key)
@@ -370,7 +394,7 @@ def _frames(
     run_id: int, targets: list[_Target], prepared: list[Prepared],
     dists: dict[str, tuple[ForecastDist, str]], answers: dict[str, Intervention],
     failures: dict[str, str], new_choices: dict[str, Choice], spans: dict[int, tuple[int, int]],
-    ts: np.ndarray, now: datetime,
+    ts: np.ndarray, now: datetime, reliability: dict[int, dict[str, float | int | None]],
 ) -> dict[str, pl.DataFrame]:
     items = {p.unique_id: p for p in prepared}
     series_rows, forecast_parts, answer_rows = [], [], []
@@ -414,6 +438,8 @@ def _frames(
                 "precursors": json.dumps([{"ts": e.ts.isoformat(), "score": round(e.score, 4),
                                            "detail": e.detail} for e in answer.evidence])
                 if answer.evidence else None,
+                "horizon_s": target.policy.horizon.total_seconds(),
+                "reliability": json.dumps(reliability[sid]) if sid in reliability else None,
             })
     by_uid = {t.unique_id: t.series_id for t in targets}
     choices = pl.DataFrame([{

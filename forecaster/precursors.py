@@ -9,8 +9,8 @@ ratio, score, throughput, gauge) has one within ``corroboration`` of it: errors 
 wobbling together, quality and feedback moving at once. Metrics of one kind move together for
 ordinary reasons (every latency percentile rises at the daily peak), so they do not corroborate
 each other, and an anomaly on one metric alone is stored and shown but changes no answer. On the
-sample fleet (seven days, 54 series) 79 onsets passed the threshold, and the only corroborated
-group was the injected precursor burst of ``rag-search`` (see tests/test_precursors.py).
+sample fleet (seven days, 54 series; ``bench/precursors.py``) 80 onsets passed the threshold, and
+the only corroborated ones were the injected precursor burst of ``rag-search``.
 
 Fresh precursors (the last ``fresh``) are the :class:`~forecaster.intervention.Evidence` that
 time to intervention uses: see its ``evidence`` argument for how they raise urgency.
@@ -97,22 +97,27 @@ def _span(rows: int, step: timedelta) -> str:
     return f"{hours:g} h" if hours < 48 else f"{hours / 24:g} d"
 
 
+def _ratio(log_ratio: float) -> str:
+    # a spread that was ~0 before gives an enormous ratio: say so without overflowing
+    return f"{np.exp(min(log_ratio, 50.0)):.2g}"
+
+
 def _phrase(name: str, value: float, settings: AnomalySettings, step: timedelta) -> str:
     window, long, short = (_span(settings.window, step), _span(settings.long_window, step),
                            _span(settings.short, step))
     phrases = {
         "level": f"{value:+.1f} sd from its last {window}",
         "step": f"a jump of {value:+.1f} sd",
-        "spread": f"{short} spread x{np.exp(value):.1f} its last {window}'s",
+        "spread": f"{short} spread x{_ratio(value)} its last {window}'s",
         "shift": f"{short} mean {value:+.1f} sd from its last {window}",
         "long_level": f"{value:+.1f} sd from its last {long}",
         "extreme": f"rarer than {100 * (1 - 10 ** -value):.2f}% of values seen",
-        "long_spread": f"{_span(12 * settings.short, step)} spread x{np.exp(value):.1f} "
+        "long_spread": f"{_span(12 * settings.short, step)} spread x{_ratio(value)} "
                        f"its last {long}'s",
         "drift": f"{_span(12 * settings.short, step)} mean {value:+.1f} sd from its last {long}",
         "seasonal": f"{value:+.1f} sd from a day earlier",
         "extreme_step": f"a jump rarer than {100 * (1 - 10 ** -value):.2f}% seen",
-        "seasonal_spread": f"day-on-day spread x{np.exp(value):.1f}",
+        "seasonal_spread": f"day-on-day spread x{_ratio(value)}",
     }
     return phrases.get(name, f"{name} {value:+.2f}")
 

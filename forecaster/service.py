@@ -2,9 +2,10 @@
 state the HTTP API reports (jobs, failures, ingest counts).
 
 The computation of a refresh runs in a worker process (the store is read and written here, the
-only process that may open it), so the API stays responsive while it runs. One refresh at a time: the scheduler's interval job and ``POST /v1/runs`` share one lock; a run
-asked for while another is going is refused (409 from the API), and a scheduled run that finds
-one going is skipped (the next tick comes soon). Missed ticks are coalesced into one. A job that
+only process that may open it), so the API stays responsive while it runs. One refresh at a
+time: the scheduler's interval job and ``POST /v1/runs`` share one lock; a run asked for while
+another is going is refused (409 from the API), and a scheduled run that finds one going is
+skipped (the next tick comes soon). Missed ticks are coalesced into one. A job that
 fails is recorded as a failed run, logged and counted, and never stops the scheduler.
 
 Room for more jobs (the weekly report): :meth:`Service.start` adds jobs to one scheduler whose

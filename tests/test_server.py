@@ -77,7 +77,8 @@ class Server:
         return self.log.read_text()
 
 
-def start_server(tmp: Path, refresh_every: str, tokens: bool = True) -> Server:
+def start_server(tmp: Path, refresh_every: str, tokens: bool = True,
+                 extra_env: dict[str, str] | None = None) -> Server:
     db = tmp / "served.duckdb"
     build_db(db)
     policies = tmp / "policies.toml"
@@ -89,6 +90,7 @@ def start_server(tmp: Path, refresh_every: str, tokens: bool = True) -> Server:
                 "FORECASTER_POLICIES": str(policies)})
     if tokens:
         env.update({"FORECASTER_READ_TOKENS": READ, "FORECASTER_WRITE_TOKENS": WRITE})
+    env.update(extra_env or {})
     log = tmp / "server.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "forecaster", "--db", str(db), "serve", "--port", str(port)],
@@ -287,6 +289,9 @@ def test_series_forecast_history_services_runs_and_anomalies(server: Server) -> 
         assert http.get("/v1/runs/999999").status_code == 404
         anomalies = http.get("/v1/anomalies", params={"since": "2026-01-01T00:00:00Z"})
         assert anomalies.status_code == 200 and isinstance(anomalies.json()["items"], list)
+        reliability = http.get("/v1/reliability").json()
+        assert reliability["overall"]["scored"] == 0 and reliability["items"] == []  # too new
+        assert "reliability" in http.get("/v1/interventions").json()["items"][0]
         docs = http.get("/docs")
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
         assert "/v1/interventions" in http.get("/openapi.json").json()["paths"]
@@ -345,7 +350,10 @@ def test_no_tokens_means_loopback_only(tmp_path: Path) -> None:
 
 def test_the_scheduler_refreshes_on_its_interval_and_survives_a_failing_job(
         tmp_path: Path) -> None:
-    server = start_server(tmp_path, "2s", tokens=False)
+    drop = tmp_path / "incoming"
+    drop.mkdir()
+    server = start_server(tmp_path, "2s", tokens=False,
+                          extra_env={"FORECASTER_INGEST_POINTS_FROM": str(drop / "*.csv")})
     try:
         with server.client(token=None) as http:
             def scheduled() -> list[dict[str, object]]:
@@ -367,6 +375,9 @@ def test_the_scheduler_refreshes_on_its_interval_and_survives_a_failing_job(
             assert ready.status_code == 200
             job = ready.json()["refresh_job"]
             assert job["failures"] >= 1
+            # a file dropped where the job looks is ingested by the next run
+            (drop / "late.csv").write_text("ts,service,metric,value\n"
+                                           "2026-11-20T00:00:00Z,svc-file,error_rate,0.02\n")
             server.policies.write_text("")
             deadline = time.monotonic() + 90
             while not [r for r in scheduled() if r["status"] == "published"
@@ -374,6 +385,12 @@ def test_the_scheduler_refreshes_on_its_interval_and_survives_a_failing_job(
                 assert time.monotonic() < deadline, server.output()
                 time.sleep(0.5)
             assert http.get("/readyz").json()["scheduler"]["ok"] is True
+            dropped = http.get("/v1/history", params={"service": "svc-file"}).json()["items"]
+            assert [row["y"] for row in dropped] == [0.02]
+            ingested = {s.name: s.value for f in text_string_to_metric_families(
+                http.get("/metrics").text) for s in f.samples
+                if s.labels.get("kind") == "points" and s.labels.get("outcome") == "stored"}
+            assert list(ingested.values()) == [1.0]
         assert "refresh run" in server.output() and "failed" in server.output()
     finally:
         stop(server)

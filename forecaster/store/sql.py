@@ -161,6 +161,28 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE interventions ADD COLUMN precursors JSON",
         ],
     ),
+    (
+        5,
+        "self-scoring of published estimates",
+        [
+            "ALTER TABLE interventions ADD COLUMN horizon_s DOUBLE",
+            "ALTER TABLE interventions ADD COLUMN reliability JSON",
+            # One row per published estimate whose horizon has been observed: what happened.
+            """CREATE TABLE estimate_scores (
+                run_id BIGINT NOT NULL,
+                series_id INTEGER NOT NULL,
+                as_of TIMESTAMP NOT NULL,
+                horizon_end TIMESTAMP NOT NULL,
+                crossing TIMESTAMP,
+                crossed BOOLEAN NOT NULL,
+                p_breach DOUBLE NOT NULL,
+                covered BOOLEAN,
+                eta_error_s DOUBLE,
+                warned BOOLEAN NOT NULL,
+                scored_at TIMESTAMP NOT NULL,
+                PRIMARY KEY (run_id, series_id))""",
+        ],
+    ),
 ]
 
 SCHEMA_VERSION_TABLE_EXISTS = (
@@ -464,6 +486,69 @@ PUBLISH_RUN_SERIES = "INSERT INTO run_series BY NAME SELECT * FROM new_run_serie
 PUBLISH_FORECASTS = "INSERT INTO forecasts BY NAME SELECT * FROM new_forecasts"
 PUBLISH_INTERVENTIONS = "INSERT INTO interventions BY NAME SELECT * FROM new_interventions"
 PUBLISH_ANOMALIES = "INSERT INTO anomalies BY NAME SELECT * FROM new_anomalies"
+
+# Self-scoring: the published estimates (not `breached`) whose horizon has passed by `now`
+# (parameter 1) and whose series has points to its end, scored once each against the points up
+# to `now`. Crossing = the first point past the limit after the run's as-of time, within the
+# horizon; covered = inside [eta_p10, eta_p90] (no eta_p90: beyond the horizon; no eta_p10: not
+# covered); the ETA error of an absent eta_p50 is taken at the horizon's end.
+SCORE_ESTIMATES = """
+INSERT INTO estimate_scores
+WITH due AS (
+    SELECT i.run_id, i.series_id, r.as_of,
+           r.as_of + to_microseconds(CAST(i.horizon_s * 1e6 AS BIGINT)) AS horizon_end,
+           i.limit_value, i.direction, i.p_breach, i.eta_p10, i.eta_p50, i.eta_p90, i.decision
+    FROM interventions i JOIN runs r USING (run_id)
+    WHERE r.status = 'published' AND i.horizon_s IS NOT NULL AND i.decision <> 'breached'
+      AND r.as_of + to_microseconds(CAST(i.horizon_s * 1e6 AS BIGINT)) <= ?1
+      AND NOT EXISTS (SELECT 1 FROM estimate_scores e
+                      WHERE e.run_id = i.run_id AND e.series_id = i.series_id)
+),
+observed AS (
+    SELECT d.* FROM due d
+    WHERE EXISTS (SELECT 1 FROM points p WHERE p.series_id = d.series_id
+                  AND p.ts >= d.horizon_end - INTERVAL 1 HOUR AND p.ts <= ?1)
+),
+crossing AS (
+    SELECT o.run_id, o.series_id, min(p.ts) AS crossing
+    FROM observed o JOIN points p ON p.series_id = o.series_id
+     AND p.ts > o.as_of AND p.ts <= o.horizon_end AND p.ts <= ?1
+     AND ((o.direction = 'above' AND p.value > o.limit_value)
+          OR (o.direction = 'below' AND p.value < o.limit_value))
+    GROUP BY ALL
+)
+SELECT o.run_id, o.series_id, o.as_of, o.horizon_end, c.crossing,
+       c.crossing IS NOT NULL AS crossed, o.p_breach,
+       CASE WHEN c.crossing IS NULL THEN NULL
+            ELSE coalesce(o.eta_p10 <= c.crossing AND (o.eta_p90 IS NULL
+                                                       OR c.crossing <= o.eta_p90), false) END,
+       CASE WHEN c.crossing IS NULL THEN NULL
+            ELSE epoch(coalesce(o.eta_p50, o.horizon_end)) - epoch(c.crossing) END,
+       o.decision IN ('schedule', 'act_now'), ?1
+FROM observed o LEFT JOIN crossing c USING (run_id, series_id)"""
+
+COUNT_SCORES = "SELECT count(*) FROM estimate_scores"
+
+# Reliability of the scored estimates made since parameter 1, per series.
+RELIABILITY = """
+SELECT s.series_id, s.service || ':' || s.metric AS unique_id, count(*) AS scored,
+       count(*) FILTER (WHERE e.crossed) AS crossings,
+       avg(e.covered::INTEGER) FILTER (WHERE e.crossed) AS coverage,
+       avg(abs(e.eta_error_s)) FILTER (WHERE e.crossed) / 3600.0 AS eta_mae_h,
+       avg(power(e.p_breach - e.crossed::INTEGER, 2)) AS brier,
+       count(*) FILTER (WHERE e.warned AND NOT e.crossed) AS false_alarms,
+       count(*) FILTER (WHERE e.crossed AND NOT e.warned) AS missed
+FROM estimate_scores e JOIN series s USING (series_id)
+WHERE e.as_of >= ?
+GROUP BY ALL ORDER BY unique_id"""
+RELIABILITY_OVERALL = """
+SELECT count(*) AS scored, count(*) FILTER (WHERE e.crossed) AS crossings,
+       avg(e.covered::INTEGER) FILTER (WHERE e.crossed) AS coverage,
+       avg(abs(e.eta_error_s)) FILTER (WHERE e.crossed) / 3600.0 AS eta_mae_h,
+       avg(power(e.p_breach - e.crossed::INTEGER, 2)) AS brier,
+       count(*) FILTER (WHERE e.warned AND NOT e.crossed) AS false_alarms,
+       count(*) FILTER (WHERE e.crossed AND NOT e.warned) AS missed
+FROM estimate_scores e WHERE e.as_of >= ?"""
 ANOMALIES = """
 SELECT a.run_id, a.service || ':' || a.metric AS unique_id, a.service, a.metric, a.ts, a.score,
        a.precursor, a.corroborated_by, a.detail, a.detector, a.features
@@ -497,7 +582,7 @@ INTERVENTIONS = """
 SELECT i.run_id, s.service || ':' || s.metric AS unique_id, i.service, i.metric, i.decision,
        i.p_breach, i.eta_p10, i.eta_p50, i.eta_p90, i.act_by, i.action, i.lead_time_s,
        i.limit_value, i.direction, i.last_value, i.next_check_at, i.reason,
-       i.precursor_score, i.precursors,
+       i.precursor_score, i.precursors, i.reliability,
        r.model, r.train_start, r.train_end, r.last_point, r.freshness_s, r.flags
 FROM interventions i
 JOIN series s USING (series_id)

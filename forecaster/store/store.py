@@ -444,6 +444,24 @@ class Store:
         run_id = run_id if run_id is not None else self.latest_run_id()
         return _frame(self.cursor(), sql.INTERVENTIONS, [run_id])
 
+    def score_estimates(self, now: datetime) -> int:
+        """Score, once each, the published estimates whose horizon has passed by ``now``
+        against the points up to ``now``; returns how many were scored."""
+        with self._transaction() as cur:
+            [(before,)] = cur.execute(sql.COUNT_SCORES).fetchall()
+            cur.execute(sql.SCORE_ESTIMATES, [now])
+            [(after,)] = cur.execute(sql.COUNT_SCORES).fetchall()
+        return int(after - before)
+
+    def reliability(self, since: datetime = datetime(1970, 1, 1)) -> tuple[
+            pl.DataFrame, dict[str, Any]]:
+        """How right the published estimates made since ``since`` were, per series and overall
+        (coverage of [eta_p10, eta_p90], ETA error, Brier score, false alarms, misses)."""
+        cur = self.cursor()
+        per_series = _frame(cur, sql.RELIABILITY, [since])
+        overall = _frame(cur, sql.RELIABILITY_OVERALL, [since]).to_dicts()[0]
+        return per_series, overall
+
     def anomalies(self, since: datetime | None = None, service: str | None = None,
                   run_id: int | None = None) -> pl.DataFrame:
         """Anomalies a published run found (default: the latest), newest first.

@@ -1,0 +1,146 @@
+"""The rolling-origin backtest: baselines on lines with known crossings, hand-computed scores,
+and no data past a cut-off in any answer."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import run_cli
+
+from forecaster.backtest import (
+    Estimate,
+    Outcome,
+    Result,
+    Series,
+    linear_eta,
+    outcome,
+    run,
+    score,
+    seasonal_naive_eta,
+)
+from forecaster.config import Settings
+from forecaster.ingest import ingest_points_frame
+from forecaster.policies import Policy
+from forecaster.store import Store
+
+T0 = datetime(2026, 11, 1)
+STEP = timedelta(minutes=5)
+POLICY = Policy("queue_depth", 100.0, "above", "scale_out", timedelta(hours=2),
+                horizon=timedelta(days=2))
+
+
+def line(n: int, start: float, per_hour: float, noise: float = 0.0, seed: int = 0) -> Series:
+    rng = np.random.default_rng(seed)
+    ts = np.datetime64(T0, "us") + np.arange(n) * np.timedelta64(5, "m")
+    hours = np.arange(n) / 12.0
+    values = start + per_hour * hours + rng.normal(0, noise, n)
+    return Series(1, "svc", "queue_depth", "gauge", POLICY, ts, values)
+
+
+def test_predict_linear_finds_where_a_line_meets_the_limit() -> None:
+    s = line(24 * 12, 10.0, 1.0)  # 10 + t hours: the limit 100 is reached at t = 90 h
+    cutoff = T0 + STEP * (s.ts.size - 1)  # t = 23.92 h, value 33.92
+    eta = linear_eta(s.ts, s.values, cutoff, timedelta(hours=6), POLICY)
+    assert eta == pytest.approx(T0 + timedelta(hours=90), abs=timedelta(seconds=1))
+    falling = line(24 * 12, 50.0, -1.0)
+    assert linear_eta(falling.ts, falling.values, cutoff, timedelta(hours=6), POLICY) is None
+    below = Policy("quality_score", 0.8, "below", "retrain", timedelta(days=1))
+    # 50 - t reaches 0.8 at t = 49.2 h
+    assert linear_eta(falling.ts, falling.values, cutoff, timedelta(hours=6), below) == \
+        pytest.approx(T0 + timedelta(hours=49.2), abs=timedelta(seconds=1))
+    assert linear_eta(s.ts, s.values, cutoff, timedelta(hours=6), below) is None
+
+
+def test_seasonal_naive_repeats_the_last_day() -> None:
+    n = 3 * 288
+    ts = np.datetime64(T0, "us") + np.arange(n) * np.timedelta64(5, "m")
+    hour = (np.arange(n) // 12) % 24
+    values = np.where(hour == 15, 120.0, 50.0)  # every day at 15:00 the limit is passed
+    cutoff = T0 + timedelta(days=2, hours=23, minutes=55)
+    eta = seasonal_naive_eta(ts, values, cutoff, POLICY)
+    # the repeated day starts at the cut-off; its 16th hourly bucket is 15:00-16:00 a day ago
+    assert eta == cutoff + timedelta(hours=15.5)
+
+
+def test_outcome_is_the_first_point_past_the_limit_within_the_horizon() -> None:
+    s = line(60 * 12, 10.0, 2.0)  # 100 is passed after t = 45 h: first point at 45:05
+    o = outcome(s, T0 + timedelta(hours=10))
+    assert o.crossing == T0 + timedelta(hours=45, minutes=5) and not o.past_at_cutoff
+    slow = line(72 * 12, 10.0, 1.0)  # passes 100 only after 90 h: beyond 10 h + 2 days
+    assert outcome(slow, T0 + timedelta(hours=10)).crossing is None
+    assert outcome(s, T0 + timedelta(hours=50)).past_at_cutoff
+    short = line(40 * 12, 10.0, 2.0)  # the data end before the crossing
+    assert outcome(short, T0 + timedelta(hours=10)).crossing is None
+
+
+def test_scores_of_a_hand_made_case() -> None:
+    c1, c2, c3 = (T0 + timedelta(hours=h) for h in (0, 10, 20))
+    x = T0 + timedelta(hours=30)
+    end = timedelta(days=2)
+    outcomes = [Outcome("a:m", c1, c1 + end, x, False), Outcome("a:m", c2, c2 + end, x, False),
+                Outcome("a:m", c3, c3 + end, None, False)]
+    h = timedelta(hours=1)
+    estimates = [
+        # 10 h late, interval [20 h, 40 h] holds 30 h; warned: lead 30 h
+        Estimate("m", "a:m", c1, T0 + 20 * h, T0 + 40 * h, T0 + 40 * h, 0.6, "schedule"),
+        # 4 h early, interval [24 h, 28 h] misses 30 h; not warned: a miss
+        Estimate("m", "a:m", c2, T0 + 24 * h, T0 + 26 * h, T0 + 28 * h, 0.4, "watch"),
+        # no crossing follows, but it said act_now: a false alarm
+        Estimate("m", "a:m", c3, None, None, None, 0.9, "act_now"),
+    ]
+    [figures] = score(Result(estimates, outcomes)).values()
+    assert figures["eta_mae_h"] == pytest.approx((10 + 4) / 2)
+    assert figures["coverage"] == pytest.approx(0.5)
+    assert figures["coverage_given_interval"] == pytest.approx(0.5)  # both gave an interval
+    assert figures["brier"] == pytest.approx(((0.6 - 1) ** 2 + (0.4 - 1) ** 2 + 0.9 ** 2) / 3)
+    assert figures["false_alarms"] == 1 and figures["false_alarm_rate"] == 1.0
+    assert figures["missed"] == 1 and figures["miss_rate"] == 0.5
+    assert figures["lead_h_median"] == pytest.approx(30.0)
+
+
+def test_no_answer_uses_data_past_its_cutoff() -> None:
+    s = line(8 * 288, 20.0, 0.4, noise=2.0, seed=4)
+    cutoffs = [T0 + timedelta(days=5), T0 + timedelta(days=5, hours=12)]
+    settings = Settings(sample_paths=500)
+    before = run([s], cutoffs, settings)
+    wild = s.values.copy()
+    last = np.datetime64(cutoffs[-1], "us")
+    wild[s.ts > last] = 1e6  # a future that would change every answer that peeked at it
+    after = run([Series(1, "svc", "queue_depth", "gauge", POLICY, s.ts, wild)], cutoffs,
+                settings)
+    assert {e.method for e in before.estimates} == {"forecaster", "predict_linear_6h",
+                                                     "predict_linear_24h", "timeleft_7d",
+                                                     "seasonal_naive"}
+    assert before.estimates == after.estimates
+    assert before.outcomes != after.outcomes  # the future itself did change
+    figures = score(before)
+    for method in figures.values():
+        assert method["brier"] is None or 0.0 <= method["brier"] <= 1.0
+        assert method["coverage"] is None or 0.0 <= method["coverage"] <= 1.0
+
+
+def test_the_backtest_command_over_a_stored_history(tmp_path: Path) -> None:
+    s = line(12 * 288, 20.0, 0.35, noise=2.0, seed=5)  # passes 100 after about 9.5 days
+    db = tmp_path / "b.duckdb"
+    with Store.open(db, now=T0) as store:
+        ingest_points_frame(store, pl.DataFrame({
+            "ts": s.ts, "service": "svc", "metric": "queue_depth", "value": s.values}), now=T0)
+    policies = tmp_path / "p.toml"
+    policies.write_text('[[policy]]\nmetric = "queue_depth"\nlimit = 100\ndirection = "above"\n'
+                        'action = "scale_out"\nlead_time = "2h"\nhorizon = "2d"\n')
+    result = run_cli("--db", str(db), "backtest", "--policies", str(policies), "--every", "1d",
+                     "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert set(figures) == {"forecaster", "predict_linear_6h", "predict_linear_24h",
+                            "timeleft_7d", "seasonal_naive"}
+    # cut-offs a day apart from day 7 to the last point (day 12 - 5 min) minus the horizon
+    assert figures["forecaster"]["cutoffs"] == 3  # days 7, 8 and 9
+    assert figures["forecaster"]["with_crossing"] >= 1
+    text = run_cli("--db", str(db), "backtest", "--policies", str(policies), "--every", "1d")
+    assert "3 cut-offs" in text.stdout and "predict_linear_6h" in text.stdout
