@@ -48,7 +48,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from forecaster.config import Settings
-from forecaster.pipeline import Inputs, _Target, compute
+from forecaster.pipeline import Inputs, Target, compute
 from forecaster.policies import Policy, policy_for
 from forecaster.store import Store
 
@@ -211,7 +211,7 @@ def ours(series: Sequence[Series], cutoff: datetime, settings: Settings,
     c64 = np.datetime64(cutoff, "us")
     parts = [(s, s.ts <= c64) for s in series]
     inputs = Inputs(
-        targets=[_Target(s.series_id, s.unique_id, s.service, s.metric, s.kind, s.policy)
+        targets=[Target(s.series_id, s.unique_id, s.service, s.metric, s.kind, s.policy)
                  for s in series],
         scanned=[(s.series_id, s.service, s.metric, s.kind) for s in series],
         sids=np.concatenate([np.full(int(k.sum()), s.series_id, dtype=np.int32)

@@ -89,7 +89,9 @@ class RunResult:
 
 
 @dataclass(frozen=True, slots=True)
-class _Target:
+class Target:
+    """A series with a policy: what a refresh answers for."""
+
     series_id: int
     unique_id: str
     service: str
@@ -106,7 +108,7 @@ def _mean_on_metric_scale(dist: ForecastDist) -> np.ndarray:
 
 
 def _targets(store: Store, policies: tuple[Policy, ...]) -> tuple[
-        list[_Target], list[tuple[int, str, str, str]]]:
+        list[Target], list[tuple[int, str, str, str]]]:
     """The series with a policy, and every series of their services (scanned for anomalies:
     a precursor needs the service's other metrics)."""
     targets = []
@@ -114,7 +116,7 @@ def _targets(store: Store, policies: tuple[Policy, ...]) -> tuple[
     for row in series:
         policy = policy_for(policies, row["service"], row["metric"])
         if policy is not None:
-            targets.append(_Target(row["series_id"], row["unique_id"], row["service"],
+            targets.append(Target(row["series_id"], row["unique_id"], row["service"],
                                    row["metric"], row["kind"], policy))
     services = {t.service for t in targets}
     return targets, [(row["series_id"], row["service"], row["metric"], row["kind"])
@@ -226,7 +228,7 @@ class Inputs:
             forecaster.reliability), with the ``widen`` factor for its next answers.
     """
 
-    targets: list[_Target]
+    targets: list[Target]
     scanned: list[tuple[int, str, str, str]]
     sids: np.ndarray
     ts: np.ndarray
@@ -391,7 +393,7 @@ def _anomaly_frame(run_id: int, found: list[Anomaly], detector: str) -> pl.DataF
 
 
 def _frames(
-    run_id: int, targets: list[_Target], prepared: list[Prepared],
+    run_id: int, targets: list[Target], prepared: list[Prepared],
     dists: dict[str, tuple[ForecastDist, str]], answers: dict[str, Intervention],
     failures: dict[str, str], new_choices: dict[str, Choice], spans: dict[int, tuple[int, int]],
     ts: np.ndarray, now: datetime, reliability: dict[int, dict[str, float | int | None]],
