@@ -62,8 +62,8 @@ class RunResult:
         anomalies: Anomaly onsets found in the lookback (every series of a watched service).
         precursors: How many of them are precursors (corroborated by another kind of metric).
         scored: Past estimates scored by this run (their horizon had passed).
-        timings: Seconds spent in read, selection, forecast, anomalies, intervention and
-            publish.
+        timings: Seconds spent in scoring past estimates, read, prepare, selection, forecast,
+            anomalies, intervention and publish.
         interventions: The answers, most urgent first.
         error: Why the run failed, if it did.
     """
@@ -117,7 +117,7 @@ def _targets(store: Store, policies: tuple[Policy, ...]) -> tuple[
         policy = policy_for(policies, row["service"], row["metric"])
         if policy is not None:
             targets.append(Target(row["series_id"], row["unique_id"], row["service"],
-                                   row["metric"], row["kind"], policy))
+                                  row["metric"], row["kind"], policy))
     services = {t.service for t in targets}
     return targets, [(row["series_id"], row["service"], row["metric"], row["kind"])
                      for row in series if row["service"] in services]
