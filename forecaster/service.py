@@ -113,7 +113,7 @@ class Service:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         scheduler.add_job(self.scheduled_refresh, "interval", id="refresh", name="refresh",
                           seconds=self.settings.refresh_every.total_seconds(),
-                          next_run_time=datetime.now(UTC) + first_run_in)
+                          next_run_time=self.clock().replace(tzinfo=UTC) + first_run_in)
         scheduler.start()
         self._scheduler = scheduler
         self._pool = _compute_pool()
