@@ -42,6 +42,7 @@ from forecaster.backtest import Result, Series, round_figures, run, score  # noq
 from forecaster.config import Settings  # noqa: E402
 from forecaster.policies import Policy, load_policies, policy_for  # noqa: E402
 from forecaster.schema import metric_kind  # noqa: E402
+from forecaster.summary import render_backtest  # noqa: E402
 
 NAB = ROOT.parent / "shared" / "data" / "nab"
 NAB_FILES = ("realKnownCause/machine_temperature_system_failure.csv",
@@ -144,19 +145,8 @@ def main() -> None:
         figures[name] = {**{k: v for k, v in about.items() if k != "limits"},
                          "seconds": round(time.perf_counter() - started, 1), "methods": scores}
         print(f"{name}: {about}", file=sys.stderr)
-        print(f"{'method':<20} {'cutoffs':>7} {'cross':>6} {'MAE h':>7} {'cover':>6} "
-              f"{'cov|int':>7} {'Brier':>6} {'FA':>4} {'miss':>5} {'lead h':>7}", file=sys.stderr)
-        for method, f in scores.items():
-            print(f"{method:<20} {f['cutoffs']:>7} {f['with_crossing']:>6} "
-                  f"{_fmt(f['eta_mae_h']):>7} {_fmt(f['coverage']):>6} "
-                  f"{_fmt(f['coverage_given_interval']):>7} {_fmt(f['brier']):>6} "
-                  f"{f['false_alarms']:>4} {f['missed']:>5} {_fmt(f['lead_h_median']):>7}",
-                  file=sys.stderr)
+        print(render_backtest(scores), file=sys.stderr, end="")
     print(json.dumps(figures))
-
-
-def _fmt(value: object) -> str:
-    return "-" if value is None else f"{value:.3g}"
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import io
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
@@ -30,7 +30,14 @@ from starlette.exceptions import HTTPException
 
 from forecaster import metrics_text
 from forecaster.ingest import ReadSpec, ingest_points_frame, ingest_requests_frame
-from forecaster.schema import DECISIONS, NAME_RULE, InputError, is_valid_name, split_unique_id
+from forecaster.schema import (
+    DECISIONS,
+    NAME_RULE,
+    InputError,
+    is_valid_name,
+    split_unique_id,
+    to_utc_naive,
+)
 from forecaster.service import RefreshBusyError, Service
 from forecaster.summary import service_answers
 
@@ -51,9 +58,7 @@ class ApiError(HTTPException):
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is None:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
+    return None if value is None else to_utc_naive(value)
 
 
 def _json_default(value: object) -> object:

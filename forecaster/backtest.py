@@ -48,7 +48,8 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from forecaster.config import Settings
-from forecaster.pipeline import Inputs, Target, compute
+from forecaster.intervention import is_past
+from forecaster.pipeline import Inputs, Target, compute, series_spans
 from forecaster.policies import Policy, policy_for
 from forecaster.store import Store
 
@@ -107,10 +108,6 @@ class Result:
     outcomes: list[Outcome] = field(default_factory=list)
 
 
-def _past(values: np.ndarray, policy: Policy) -> np.ndarray:
-    return values > policy.limit if policy.direction == "above" else values < policy.limit
-
-
 def outcome(series: Series, cutoff: datetime) -> Outcome:
     """The first point past the limit in ``(cutoff, cutoff + horizon]``."""
     c64 = np.datetime64(cutoff, "us")
@@ -118,10 +115,10 @@ def outcome(series: Series, cutoff: datetime) -> Outcome:
     before = series.ts <= c64
     last = series.values[before][-1:] if before.any() else np.array([])
     window = (series.ts > c64) & (series.ts <= np.datetime64(end, "us"))
-    hits = np.flatnonzero(window & _past(series.values, series.policy))
+    hits = np.flatnonzero(window & is_past(series.values, series.policy))
     crossing = series.ts[hits[0]].astype("datetime64[us]").item() if hits.size else None
     return Outcome(series.unique_id, cutoff, end, crossing,
-                   bool(last.size and _past(last, series.policy)[0]))
+                   bool(last.size and is_past(last[0], series.policy)))
 
 
 def _decide(eta: datetime | None, cutoff: datetime, policy: Policy) -> str:
@@ -179,7 +176,7 @@ def seasonal_naive_eta(ts: np.ndarray, values: np.ndarray, cutoff: datetime,
     day = np.where(np.isnan(day), np.nanmean(day), day)
     steps = int(policy.horizon / step)
     path = np.resize(day, steps)
-    hits = np.flatnonzero(_past(path, policy))
+    hits = np.flatnonzero(is_past(path, policy))
     if not hits.size:
         return None
     return cutoff + step * (int(hits[0]) + 0.5)
@@ -243,10 +240,11 @@ def series_of(store: Store, policies: tuple[Policy, ...]) -> tuple[list[Series],
     sids = points.column("series_id").to_numpy()
     ts = points.column("ts").to_numpy().astype("datetime64[us]")
     values = points.column("value").to_numpy()
+    spans = series_spans(sids)
     for row in meta.iter_rows(named=True):
         policy = policy_for(policies, row["service"], row["metric"])
-        mine = sids == row["series_id"]
-        if policy is not None and mine.any():
+        if policy is not None and row["series_id"] in spans:
+            mine = slice(*spans[row["series_id"]])
             series.append(Series(row["series_id"], row["service"], row["metric"], row["kind"],
                                  policy, ts[mine], values[mine]))
     events: dict[str, list[datetime]] = {}

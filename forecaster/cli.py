@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -27,11 +27,13 @@ from forecaster.schema import (
     InputError,
     SchemaVersionError,
     StoreLockedError,
+    to_utc_naive,
 )
 from forecaster.server import serve
 from forecaster.store import LATEST_VERSION, Store
 from forecaster.summary import (
     render_anomalies,
+    render_backtest,
     render_interventions,
     render_summary,
     service_answers,
@@ -56,9 +58,7 @@ def _timestamp(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an ISO 8601 time such as 2026-11-26T08:00:00Z") from None
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value
+    return to_utc_naive(value)
 
 
 def _policies(path: Path | None, settings: Settings) -> tuple[Policy, ...]:
@@ -66,8 +66,10 @@ def _policies(path: Path | None, settings: Settings) -> tuple[Policy, ...]:
     return load_policies(chosen)
 
 
-def _json_value(value: object) -> object:
-    return value.isoformat() if isinstance(value, datetime) else value
+def _frame_json(frame: pl.DataFrame) -> str:
+    return json.dumps([{k: v.isoformat() if isinstance(v, datetime) else v
+                        for k, v in row.items()} for row in frame.iter_rows(named=True)],
+                      indent=2)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -226,18 +228,8 @@ def _backtest(store: Store, settings: Settings, args: argparse.Namespace, out: T
         return EXIT_OK
     print(f"{len(cutoffs)} cut-offs from {cutoffs[0]:%Y-%m-%d %H:%M} to "
           f"{cutoffs[-1]:%Y-%m-%d %H:%M} UTC, {len(series)} series", file=out)
-    print(f"{'method':<20} {'cut-offs':>8} {'crossed':>7} {'ETA MAE h':>9} {'coverage':>8} "
-          f"{'Brier':>6} {'false alarms':>12} {'missed':>6} {'lead h':>6}", file=out)
-    for method, f in figures.items():
-        cells = [_cell(f[k]) for k in ("eta_mae_h", "coverage", "brier")]
-        print(f"{method:<20} {f['cutoffs']:>8} {f['with_crossing']:>7} {cells[0]:>9} "
-              f"{cells[1]:>8} {cells[2]:>6} {f['false_alarms']:>12} {f['missed']:>6} "
-              f"{_cell(f['lead_h_median']):>6}", file=out)
+    print(render_backtest(figures), file=out, end="")
     return EXIT_OK
-
-
-def _cell(value: object) -> str:
-    return "-" if value is None else f"{value:.3g}"
 
 
 def run(argv: Sequence[str], environ: dict[str, str], now: datetime) -> int:
@@ -302,8 +294,7 @@ def run(argv: Sequence[str], environ: dict[str, str], now: datetime) -> int:
             if args.by_service:
                 frame = service_answers(frame)
             if args.json:
-                print(json.dumps([{k: _json_value(v) for k, v in row.items()}
-                                  for row in frame.iter_rows(named=True)], indent=2), file=out)
+                print(_frame_json(frame), file=out)
                 return EXIT_OK
             run = store.run()
             as_of = run["as_of"] if run else now
@@ -316,8 +307,7 @@ def run(argv: Sequence[str], environ: dict[str, str], now: datetime) -> int:
             if args.precursors:
                 frame = frame.filter(pl.col("precursor"))
             if args.json:
-                print(json.dumps([{k: _json_value(v) for k, v in row.items()}
-                                  for row in frame.iter_rows(named=True)], indent=2), file=out)
+                print(_frame_json(frame), file=out)
                 return EXIT_OK
             print(render_anomalies(frame, store.run()), file=out, end="")
             return EXIT_OK

@@ -73,15 +73,13 @@ class RemoteStore:
 
     def latest_run_id(self) -> int | None:
         """The newest published run, if any."""
-        runs = self.runs(1000).filter(pl.col("status") == "published")
-        return int(runs["run_id"].max()) if runs.height else None  # type: ignore[arg-type]
+        return _latest_published(self.runs(1000))
 
     def run(self, run_id: int | None = None) -> dict[str, Any] | None:
         """One run's row (default: the latest published run), or None."""
-        run_id = run_id if run_id is not None else self.latest_run_id()
-        if run_id is None:
-            return None
-        rows = self.runs(1000).filter(pl.col("run_id") == run_id).to_dicts()
+        runs = self.runs(1000)
+        run_id = run_id if run_id is not None else _latest_published(runs)
+        rows = runs.filter(pl.col("run_id") == run_id).to_dicts() if run_id is not None else []
         return rows[0] if rows else None
 
     def runs(self, limit: int = 20) -> pl.DataFrame:
@@ -90,8 +88,7 @@ class RemoteStore:
 
     def interventions(self, run_id: int | None = None) -> pl.DataFrame:
         """The latest run's answers, most urgent first (only the latest run is served)."""
-        latest = self.latest_run_id()
-        if run_id is not None and run_id != latest:
+        if run_id is not None and run_id != (latest := self.latest_run_id()):
             raise RemoteError(404, f"the server serves the answers of its latest run "
                                    f"({latest}), not of run {run_id}")
         return self._frame("/v1/interventions")
@@ -132,6 +129,11 @@ class RemoteStore:
         response = self._http.post("/v1/runs")
         _raise_for(response)
         return int(response.json()["run_id"])
+
+
+def _latest_published(runs: pl.DataFrame) -> int | None:
+    published = runs.filter(pl.col("status") == "published")
+    return int(published["run_id"].max()) if published.height else None  # type: ignore[arg-type]
 
 
 def _raise_for(response: httpx.Response) -> None:

@@ -147,7 +147,8 @@ def first_passage_steps(paths: np.ndarray, limit: float, direction: str) -> np.n
     return first
 
 
-def _is_past(value: float, policy: Policy) -> bool:
+def is_past(value: float | np.ndarray, policy: Policy) -> bool | np.ndarray:
+    """Whether a value (or, elementwise, an array of them) is past the policy's limit."""
     return value > policy.limit if policy.direction == "above" else value < policy.limit
 
 
@@ -226,7 +227,7 @@ def time_to_intervention(
     eta90: datetime | None
     act_by: datetime | None
 
-    if _is_past(observation.last_value, policy):
+    if is_past(observation.last_value, policy):
         decision = "breached"
         eta10 = eta50 = eta90 = max(observation.last_ts, now - step)
         p_breach, act_by = 1.0, now

@@ -255,6 +255,14 @@ class Computed:
                            "timings": {k: round(v, 3) for k, v in r.timings.items()}})
 
 
+def series_spans(sids: np.ndarray) -> dict[int, tuple[int, int]]:
+    """Per series id, the (start, end) rows of its points in arrays sorted by series."""
+    bounds = np.flatnonzero(np.diff(sids)) + 1
+    starts = np.concatenate([[0], bounds]) if sids.size else np.array([], dtype=int)
+    ends = np.concatenate([bounds, [sids.size]]) if sids.size else np.array([], dtype=int)
+    return {int(sids[a]): (int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
+
+
 def gather(store: Store, policies: tuple[Policy, ...], now: datetime,
            settings: Settings) -> Inputs:
     """Read everything a refresh needs, up to ``now``."""
@@ -288,10 +296,7 @@ def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
     targets, scanned = inputs.targets, inputs.scanned
     by_uid = {t.unique_id: t for t in targets}
     sids, ts, values = inputs.sids, inputs.ts, inputs.values
-    bounds = np.flatnonzero(np.diff(sids)) + 1
-    starts = np.concatenate([[0], bounds]) if sids.size else np.array([], dtype=int)
-    ends = np.concatenate([bounds, [sids.size]]) if sids.size else np.array([], dtype=int)
-    spans = {int(sids[a]): (a, b) for a, b in zip(starts, ends, strict=True)}
+    spans = series_spans(sids)
     events = inputs.events
     result.series = len(targets)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 
 # Long format, as statsforecast and utilsforecast use it.
@@ -96,6 +97,11 @@ def metric_kind(metric: str) -> MetricKind:
         if pattern.search(metric):
             return kind
     return MetricKind.GAUGE
+
+
+def to_utc_naive(value: datetime) -> datetime:
+    """A time as the store keeps it: UTC without an offset (a naive time is taken as UTC)."""
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
 
 
 def is_valid_name(name: str) -> bool:

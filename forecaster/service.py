@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from forecaster.config import Settings
 from forecaster.ingest import ReadSpec, ingest_files
 from forecaster.pipeline import RunResult, run_once
 from forecaster.policies import load_policies
-from forecaster.schema import InputError
+from forecaster.schema import InputError, to_utc_naive
 from forecaster.store import Store
 
 log = logging.getLogger("forecaster.service")
@@ -65,11 +65,6 @@ class JobStatus:
     last_duration_s: float | None = None
 
 
-@dataclass(slots=True)
-class _Seen:
-    files: dict[str, tuple[float, int]] = field(default_factory=dict)
-
-
 def _compute_pool() -> ProcessPoolExecutor:
     # The computation runs in a process of its own so that it never holds the interpreter lock
     # the API's event loop needs; "spawn", because forking a process that holds DuckDB and
@@ -97,7 +92,7 @@ class Service:
         self._lock = threading.Lock()
         self._running: int | None = None
         self._as_of = clock()
-        self._seen = _Seen()
+        self._seen_files: dict[str, tuple[float, int]] = {}  # path -> (mtime, size) ingested
         self._scheduler: BackgroundScheduler | None = None
         self._pool: ProcessPoolExecutor | None = None
         self._threads: list[threading.Thread] = []
@@ -141,7 +136,7 @@ class Service:
         job = self._scheduler.get_job("refresh")
         if job is None or job.next_run_time is None:
             return None
-        return job.next_run_time.astimezone(UTC).replace(tzinfo=None)
+        return to_utc_naive(job.next_run_time)
 
     @property
     def running_run_id(self) -> int | None:
@@ -250,7 +245,7 @@ class Service:
             for name in sorted(glob.glob(pattern)):
                 stat = Path(name).stat()
                 key = (stat.st_mtime, stat.st_size)
-                if self._seen.files.get(name) != key:
+                if self._seen_files.get(name) != key:
                     fresh.append((Path(name), key))
             if not fresh:
                 continue
@@ -261,7 +256,7 @@ class Service:
                     log.error("ingest of %s refused: %s", path, outcome)
                     self.ingest_rows[(kind, "refused_files")] += 1
                     continue
-                self._seen.files[str(path)] = key
+                self._seen_files[str(path)] = key
                 self.count_ingest(kind, outcome.stored, outcome.updated, outcome.duplicates,
                                   outcome.rejected)
                 log.info("%s", outcome.summary())

@@ -135,3 +135,19 @@ def render_anomalies(anomalies: pl.DataFrame, run: dict[str, object] | None) -> 
                      f"{row['score']:.4f}  {mark}")
         lines.append(f"    {row['detail']}")
     return "\n".join(lines) + "\n"
+
+
+def render_backtest(figures: dict[str, dict[str, float | int | None]]) -> str:
+    """Render :func:`forecaster.backtest.score`'s figures, one line per method."""
+
+    def cell(value: float | int | None) -> str:
+        return "-" if value is None else f"{value:.3g}"
+
+    lines = [f"{'method':<20} {'cut-offs':>8} {'crossed':>7} {'ETA MAE h':>9} {'coverage':>8} "
+             f"{'given int':>9} {'Brier':>6} {'false alarms':>12} {'missed':>6} {'lead h':>6}"]
+    for method, f in figures.items():
+        lines.append(f"{method:<20} {f['cutoffs']:>8} {f['with_crossing']:>7} "
+                     f"{cell(f['eta_mae_h']):>9} {cell(f['coverage']):>8} "
+                     f"{cell(f['coverage_given_interval']):>9} {cell(f['brier']):>6} "
+                     f"{f['false_alarms']:>12} {f['missed']:>6} {cell(f['lead_h_median']):>6}")
+    return "\n".join(lines) + "\n"

@@ -144,3 +144,17 @@ def test_the_backtest_command_over_a_stored_history(tmp_path: Path) -> None:
     assert figures["forecaster"]["with_crossing"] >= 1
     text = run_cli("--db", str(db), "backtest", "--policies", str(policies), "--every", "1d")
     assert "3 cut-offs" in text.stdout and "predict_linear_6h" in text.stdout
+
+
+def test_a_history_too_short_to_backtest_is_refused_clearly(tmp_path: Path) -> None:
+    s = line(3 * 288, 20.0, 0.35)
+    db = tmp_path / "short.duckdb"
+    with Store.open(db, now=T0) as store:
+        ingest_points_frame(store, pl.DataFrame({
+            "ts": s.ts, "service": "svc", "metric": "latency_p95_ms", "value": s.values}),
+            now=T0)
+    result = run_cli("--db", str(db), "backtest")
+    assert result.returncode == 2
+    assert "no cut-off fits" in result.stderr and "7 days plus a horizon" in result.stderr
+    with Store.open(db, now=T0) as store:  # nothing stored was touched
+        assert store.counts()["points"] == 3 * 288

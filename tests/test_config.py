@@ -29,3 +29,10 @@ def test_bad_values_are_named(tmp_path: Path) -> None:
     toml.write_text("[forecaster\n")
     with pytest.raises(ConfigError, match="broken.toml"):
         load_settings({}, toml)
+
+
+def test_an_unknown_anomaly_detector_is_named_with_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"anomaly_detector = 'magic' is not a known "
+                                          r"detector; known: ecod, hbos, iforest, knn"):
+        load_settings({"FORECASTER_ANOMALY_DETECTOR": "magic"})
+    assert load_settings({"FORECASTER_ANOMALY_DETECTOR": "hbos"}).anomaly_detector == "hbos"

@@ -527,8 +527,6 @@ SELECT o.run_id, o.series_id, o.as_of, o.horizon_end, c.crossing,
        o.decision IN ('schedule', 'act_now'), ?1
 FROM observed o LEFT JOIN crossing c USING (run_id, series_id)"""
 
-COUNT_SCORES = "SELECT count(*) FROM estimate_scores"
-
 # Reliability of the scored estimates made since parameter 1, per series.
 RELIABILITY = """
 SELECT s.series_id, s.service || ':' || s.metric AS unique_id, count(*) AS scored,

@@ -448,10 +448,8 @@ class Store:
         """Score, once each, the published estimates whose horizon has passed by ``now``
         against the points up to ``now``; returns how many were scored."""
         with self._transaction() as cur:
-            [(before,)] = cur.execute(sql.COUNT_SCORES).fetchall()
-            cur.execute(sql.SCORE_ESTIMATES, [now])
-            [(after,)] = cur.execute(sql.COUNT_SCORES).fetchall()
-        return int(after - before)
+            [(inserted,)] = cur.execute(sql.SCORE_ESTIMATES, [now]).fetchall()
+        return int(inserted)
 
     def reliability(self, since: datetime = datetime(1970, 1, 1)) -> tuple[
             pl.DataFrame, dict[str, Any]]:
