@@ -25,10 +25,16 @@ Figures (:func:`score`), per method:
 
 - ``eta_mae_h``: mean absolute error of ``eta_p50`` in hours, over cut-offs followed by a
   crossing (an absent ``eta_p50`` counts as the horizon's end);
-- ``coverage``: share of those crossings inside ``[eta_p10, eta_p90]`` (an absent ``eta_p90``
-  is "beyond the horizon", an absent ``eta_p10`` an empty interval: fewer than 10% of the paths
-  crossed, so a crossing was not expected); ``coverage_given_interval``: the same over the
-  cut-offs whose answer had an ``eta_p10`` (when the answer gave a window, how often the
+- ``coverage``: how often ``[eta_p10, eta_p90]`` held the first-passage time, over all cut-offs,
+  with a cut-off without a crossing counted by :func:`forecaster.reliability.interval_credit`
+  (the forecast's own chance that its interval holds a time known only to lie beyond the
+  horizon). 0.8 for a calibrated forecaster. Only for methods with a distribution; the
+  baselines' point answers have none;
+- ``coverage_crossed``: share of the crossings inside ``[eta_p10, eta_p90]`` (an absent
+  ``eta_p90`` is "beyond the horizon", an absent ``eta_p10`` an empty interval: fewer than 10% of
+  the paths crossed, so a crossing was not expected); below 0.8 even for a calibrated forecaster
+  whenever some crossings were rightly called unlikely; ``coverage_given_interval``: the same
+  over the cut-offs whose answer had an ``eta_p10`` (when the answer gave a window, how often the
   crossing fell in it);
 - ``brier``: mean of ``(p_breach - crossed)^2`` over all cut-offs;
 - ``false_alarms``: ``schedule``/``act_now`` with no crossing within the horizon (count and share
@@ -51,6 +57,7 @@ from forecaster.config import Settings
 from forecaster.intervention import is_past
 from forecaster.pipeline import Inputs, Target, compute, series_spans
 from forecaster.policies import Policy, policy_for
+from forecaster.reliability import interval_credit
 from forecaster.store import Store
 
 WARNINGS = ("schedule", "act_now")
@@ -289,7 +296,7 @@ def score(result: Result) -> dict[str, dict[str, float | int | None]]:
     figures: dict[str, dict[str, float | int | None]] = {}
     for method in methods:
         mine = [e for e in result.estimates if e.method == method]
-        errors, covered, covered_given, brier = [], [], [], []
+        errors, covered, covered_given, brier, credit = [], [], [], [], []
         false_alarms = quiet = missed = crossings = 0
         first_warning: dict[tuple[str, datetime], datetime] = {}
         crossing_events: set[tuple[str, datetime]] = set()
@@ -299,6 +306,7 @@ def score(result: Result) -> dict[str, dict[str, float | int | None]]:
             brier.append((e.p_breach - float(crossed)) ** 2)
             warned = e.decision in WARNINGS
             if not crossed:
+                credit.append(interval_credit(e.p_breach, False, False))
                 quiet += 1
                 false_alarms += warned
                 continue
@@ -314,13 +322,16 @@ def score(result: Result) -> dict[str, dict[str, float | int | None]]:
             inside = low is not None and low <= o.crossing and (high is None
                                                                  or o.crossing <= high)
             covered.append(inside)
+            credit.append(interval_credit(e.p_breach, True, inside))
             if low is not None:
                 covered_given.append(inside)
         leads = [(x - first_warning[(uid, x)]).total_seconds() / 3600.0
                  for uid, x in crossing_events if (uid, x) in first_warning]
         figures[method] = {
             "cutoffs": len(mine), "with_crossing": crossings,
-            "eta_mae_h": _mean(errors), "coverage": _mean([float(c) for c in covered]),
+            "eta_mae_h": _mean(errors),
+            "coverage": None if method in BASELINES else _mean(credit),
+            "coverage_crossed": _mean([float(c) for c in covered]),
             "coverage_given_interval": _mean([float(c) for c in covered_given]),
             "with_interval": len(covered_given),
             "brier": _mean(brier),

@@ -5,16 +5,25 @@ its service, such as a model update, when enough data follows it), and aggregate
 policy's frequency the way the policy reads it: the **maximum** of each bucket for an ``above``
 limit, the **minimum** for ``below``. So a bucket crosses exactly when one of its points does, and
 percentiles are never averaged. Missing buckets are filled by linear interpolation; the series is
-then moved to its modelling scale (:mod:`forecaster.scales`).
+then moved to its modelling scale (:mod:`forecaster.scales`). The bucket holding ``now`` is left
+out of training while it still expects points (its max so far understates the bucket's); the
+forecast starts with it.
 
 Degenerate series never fail a run: too short, constant, or mostly gaps, they are flagged and
 get a random walk with drift instead of the chosen model.
 
 Selection. Per series, a pool (MSTL with daily and, given two weeks, weekly seasons and an ETS
-trend; AutoTheta; seasonal naive) is scored by rolling-origin cross-validation on the
-series' own history (mean absolute error on the model scale over ``cv_windows`` windows of
-``cv_steps``), and the best model kept. Selection is costly, so the choice is stored and re-made
-on a slower clock than the refresh.
+trend; AutoTheta; seasonal naive; a random walk with drift) is scored by rolling-origin
+cross-validation on the series' own history (the interval score of each model's 80% interval on
+the model scale, over ``cv_windows`` windows of ``cv_steps``), and the best model kept. The
+interval score is a proper scoring rule: it rewards narrow intervals and penalises every value
+outside them, so a model whose point forecast is good but whose intervals are far too wide or
+narrow (a random walk on a noisy stationary series) does not win; what the answers depend on is
+the whole forecast distribution, not its centre. Selection is costly, so the
+choice is stored and re-made on a slower clock than the refresh. A series with two days but too
+short for those windows (the days after a model update, say) is scored on shorter ones, leaving
+two days before them. Each forecast keeps the model's in-sample residuals, from which
+:mod:`forecaster.intervention` draws the noise of its sample paths.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from forecaster.scales import Transform, forward, transform_for
 
 K = TypeVar("K")
 FALLBACK = "RWD"
-POOL = ("MSTL", "AutoTheta", "SeasonalNaive")
+POOL = ("MSTL", "AutoTheta", "SeasonalNaive", "Drift")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,9 +182,22 @@ def prepare(
     slope, level = _trend(filled, step)
     observation = Observation(last_ts=grid_ds[-1].astype("datetime64[us]").item(),
                               last_value=float(filled[-1]), trend_per_day=slope, level=level)
+    if grid.size > 1 and _partial(np.sort(ds), grid_ds[-1] + step64, now64):
+        # The bucket holding `now` is still filling: its max (min) so far is biased low (high)
+        # as a sample of the bucket, and the rest of it is future that a crossing may fall in.
+        # So it is not trained on and the forecast starts with it; the observation (is the
+        # limit passed already?) still reads it.
+        grid, filled, grid_ds = grid[:-1], filled[:-1], grid_ds[:-1]
     return Prepared(unique_id=unique_id, ds=grid_ds, y=forward(filled, transform),
                     transform=transform, step=step, observation=observation,
                     train_start=grid_ds[0].astype("datetime64[us]").item(), flags=flags)
+
+
+def _partial(ts: np.ndarray, bucket_end: np.datetime64, now: np.datetime64) -> bool:
+    """Whether the last bucket still expects points: the next point, at the series' usual
+    spacing, would fall inside it."""
+    spacing = np.median(np.diff(ts[-21:])) if ts.size > 1 else bucket_end - ts[-1]
+    return bool(now + spacing < bucket_end)
 
 
 def _freq(step: timedelta) -> str:
@@ -190,7 +212,9 @@ def _model(name: str, seasons: list[int]) -> object:
         return AutoTheta(season_length=seasons[0], alias=name)
     if name == "SeasonalNaive":
         return SeasonalNaive(season_length=seasons[0], alias=name)
-    return RandomWalkWithDrift(alias=FALLBACK)
+    # The same model twice: "Drift" when cross-validation chose it, FALLBACK when nothing else
+    # could be tried (the provenance tells the two apart).
+    return RandomWalkWithDrift(alias=name if name == "Drift" else FALLBACK)
 
 
 def _long(series: list[Prepared]) -> pl.DataFrame:
@@ -221,30 +245,45 @@ class Choice:
 def select_models(series: list[Prepared], settings: ForecastSettings) -> dict[str, Choice]:
     """Choose a model per series by rolling-origin cross-validation.
 
-    Degenerate series, and series too short for the windows, get the fallback unscored.
+    Degenerate series, and series too short for two seasons, get the fallback unscored. A
+    series with two seasons but too short for the windows (the days after a model update, say)
+    is scored on shorter windows, as long as two seasons remain before them.
     """
     choices: dict[str, Choice] = {}
     need = settings.cv_steps * settings.cv_windows
-    eligible = []
+    plans: dict[str, tuple[timedelta, tuple[int, ...], int]] = {}
     for item in series:
-        if item.degenerate or not _seasons(item.step, item.y.size - need):
+        n = item.y.size
+        if item.degenerate or not _seasons(item.step, n):
             choices[item.unique_id] = Choice(FALLBACK, None)
-        else:
-            eligible.append(item)
-    for (step, pool_seasons), group in _groups(
-            eligible, lambda p: (p.step, tuple(_seasons(p.step, p.y.size - need)))).items():
+            continue
+        day = max(1, round(timedelta(days=1) / item.step))
+        h = (settings.cv_steps if _seasons(item.step, n - need)
+             else max(1, (n - 2 * day) // settings.cv_windows))
+        plans[item.unique_id] = (item.step, tuple(_seasons(item.step, n - h * settings.cv_windows)),
+                                 h)
+    eligible = [item for item in series if item.unique_id in plans]
+    for (step, pool_seasons, h), group in _groups(eligible, lambda p: plans[p.unique_id]).items():
         models = [_model(name, list(pool_seasons)) for name in POOL]
         sf = StatsForecast(models=models, freq=_freq(step), n_jobs=settings.n_jobs,
                            fallback_model=Naive())
-        cv = sf.cross_validation(df=_long(group), h=settings.cv_steps,
-                                 n_windows=settings.cv_windows, step_size=settings.cv_steps)
-        errors = cv.group_by("unique_id").agg(
-            [(pl.col(name) - pl.col("y")).abs().mean().alias(name) for name in POOL])
+        cv = sf.cross_validation(df=_long(group), h=h, n_windows=settings.cv_windows,
+                                 step_size=h, level=[80])
+        errors = cv.group_by("unique_id").agg([_interval_score(name).mean().alias(name)
+                                               for name in POOL])
         for row in errors.iter_rows(named=True):
             scores = {name: float(row[name]) for name in POOL if row[name] == row[name]}
             best = min(scores, key=lambda n: (scores[n], POOL.index(n))) if scores else FALLBACK
             choices[row["unique_id"]] = Choice(best, scores.get(best), scores)
     return choices
+
+
+def _interval_score(model: str, alpha: float = 0.2) -> pl.Expr:
+    """The interval score of a model's 80% interval against ``y``: its width, plus 2 / alpha
+    times how far ``y`` falls outside it (Gneiting and Raftery, JASA 2007, section 6.2)."""
+    lo, hi, y = pl.col(f"{model}-lo-80"), pl.col(f"{model}-hi-80"), pl.col("y")
+    return ((hi - lo) + (2 / alpha) * ((lo - y).clip(lower_bound=0)
+                                       + (y - hi).clip(lower_bound=0)))
 
 
 def forecast(
@@ -272,7 +311,18 @@ def forecast(
         # Degenerate series (constant, tiny) make the models divide by zero; the NaN that
         # results is handled below, so numpy's warnings about it are noise.
         with np.errstate(divide="ignore", invalid="ignore"):
-            frame = sf.forecast(df=_long(group), h=h, level=[80])
+            try:
+                frame = sf.forecast(df=_long(group), h=h, level=[80], fitted=True)
+                fitted: pl.DataFrame | None = sf.forecast_fitted_values()
+            except AttributeError:
+                # statsforecast 2.1's Naive fallback cannot give fitted intervals for a series
+                # with no spread (its sigma is the int 0); such a group goes without residuals.
+                frame, fitted = sf.forecast(df=_long(group), h=h, level=[80]), None
+        resid = {}
+        for (u,), r in (fitted.group_by("unique_id") if fitted is not None else ()):
+            e = (r["y"] - r[model]).to_numpy().astype(float)
+            ok = np.isfinite(e)
+            resid[str(u)] = (e[ok], r["ds"].to_numpy().astype("datetime64[us]")[ok])
         lo, hi = f"{model}-lo-80", f"{model}-hi-80"
         members = {p.unique_id: p for p in group}
         for (uid,), rows in frame.group_by("unique_id"):
@@ -286,6 +336,7 @@ def forecast(
                 sd = np.full(h, float(np.std(np.diff(item.y))) if item.y.size > 2 else 0.0)
             dist = ForecastDist(ds=rows["ds"].to_numpy().astype("datetime64[us]"),
                                 mean=mean, sd=np.maximum(sd, 0.0), transform=item.transform,
-                                step=step)
+                                step=step, residuals=resid.get(str(uid), (None, None))[0],
+                                residual_ds=resid.get(str(uid), (None, None))[1])
             out[str(uid)] = (dist, model)
     return out

@@ -3,13 +3,17 @@ crosses its limit, and by when to act. Pure: no database, no clock (``now`` is a
 
 Method (sample paths). The forecast gives, per future step, a mean and a standard deviation on
 the model scale (log for latencies, logit for rates; see :mod:`forecaster.scales`), read from the
-model's 80% prediction interval under a Gaussian assumption. ``n_paths`` paths are drawn whose
-marginals match those exactly and whose errors have a realistic dependence over time: the
-smallest step variance is observation noise, independent from step to step; the rest grows as a
-random walk (independent increments), the part of the uncertainty that persists, such as the
-level and the trend. For each path the *first* step past the limit is its first-passage time;
-``eta_p10/p50/p90`` are quantiles of those times over all paths (a path that never crosses counts
-as beyond the horizon, so a quantile is absent when fewer paths than it crossed), and
+model's 80% prediction interval under a Gaussian assumption. ``n_paths`` paths are drawn with a
+realistic dependence over time: the smallest step variance is observation noise, independent
+from step to step; the rest grows as a random walk (independent increments), the part of the
+uncertainty that persists, such as the level and the trend. The noise is drawn from the model's
+own in-sample residuals at the same time of day when there are enough of them (a daily spike the
+model smooths over, or noisier peak hours, come back in the paths as they were seen), else from
+the Gaussian. For each path the *first* step past the limit, compared on the metric's own
+scale, is its first-passage time; ``eta_p10/p50/p90`` come from the quantiles of those times over
+all paths (a path that never crosses counts as beyond the horizon, so a quantile is absent when
+fewer paths than it crossed): ``eta_p50`` is the middle of its step, and the 80% interval spans
+whole steps, from the start of ``eta_p10``'s step to the end of ``eta_p90``'s, never before now.
 ``p_breach`` is the share of paths that cross within the horizon. First passage of a path happens
 at or before any later crossing, so ``eta_p50`` is never later than where the median forecast
 crosses.
@@ -25,9 +29,11 @@ from statistics import NormalDist
 import numpy as np
 
 from forecaster.policies import Policy, format_duration
-from forecaster.scales import Transform, forward, inverse
+from forecaster.scales import Transform, inverse
 from forecaster.schema import DECISIONS
 
+MIN_RESIDUALS = 48  # in-sample residuals a series needs for its noise to be drawn from them
+MIN_PER_PHASE = 3  # residuals at a time of day needed to draw from that time of day alone
 Z80 = 1.2815515655446004  # standard normal quantile of 0.9: the 80% interval is mean +- Z80 sd
 
 _ACTION_PHRASE = {"scale_out": "scaling out", "retrain": "retraining", "rollback": "a rollback",
@@ -56,6 +62,8 @@ class ForecastDist:
     sd: np.ndarray
     transform: Transform
     step: timedelta
+    residuals: np.ndarray | None = None
+    residual_ds: np.ndarray | None = None
 
     def quantile(self, q: float) -> np.ndarray:
         """The ``q`` quantile per step, on the metric's own scale."""
@@ -136,7 +144,30 @@ def sample_paths(dist: ForecastDist, n_paths: int, rng: np.random.Generator) -> 
     persistent = np.maximum.accumulate(var - noise)
     increments = np.sqrt(np.diff(persistent, prepend=0.0))
     walk = np.cumsum(rng.standard_normal((n_paths, var.size)) * increments, axis=1)
-    return dist.mean + walk + rng.standard_normal((n_paths, var.size)) * math.sqrt(noise)
+    if dist.residuals is not None and dist.residuals.size >= MIN_RESIDUALS:
+        draws = _residual_draws(dist, n_paths, rng)
+    else:
+        draws = rng.standard_normal((n_paths, var.size)) * math.sqrt(noise)
+    return dist.mean + walk + draws
+
+
+def _residual_draws(dist: ForecastDist, n_paths: int, rng: np.random.Generator) -> np.ndarray:
+    """Noise for each step drawn from the in-sample residuals at the same time of day (all
+    residuals, centred, when that hour has fewer than ``MIN_PER_PHASE``)."""
+    assert dist.residuals is not None and dist.residual_ds is not None
+    step = np.timedelta64(int(dist.step.total_seconds() * 1e6), "us")
+    season = max(1, round(timedelta(days=1) / dist.step))
+    epoch = np.datetime64(0, "us")
+    past = ((dist.residual_ds - epoch) // step) % season
+    future = ((dist.ds - epoch) // step) % season
+    pooled = dist.residuals - dist.residuals.mean()
+    draws = np.empty((n_paths, dist.ds.size))
+    for phase in np.unique(future):
+        columns = future == phase
+        pool = dist.residuals[past == phase]
+        draws[:, columns] = rng.choice(pool if pool.size >= MIN_PER_PHASE else pooled,
+                                       size=(n_paths, int(columns.sum())))
+    return draws
 
 
 def first_passage_steps(paths: np.ndarray, limit: float, direction: str) -> np.ndarray:
@@ -236,15 +267,19 @@ def time_to_intervention(
                   f"(at {_when(observation.last_ts)}); act now ({action}).")
     else:
         paths = sample_paths(dist, settings.n_paths, rng)
-        steps = first_passage_steps(paths, float(forward(policy.limit, dist.transform)),
+        # Compared on the metric's own scale: the model scale clips at the domain's ends, and a
+        # limit at an end (a CPU above 100%) can never be passed.
+        steps = first_passage_steps(inverse(paths, dist.transform), policy.limit,
                                     policy.direction)
         p_breach = float(np.isfinite(steps).mean())
         etas: list[datetime | None] = []
-        for q in (0.1, 0.5, 0.9):
+        # A crossing somewhere inside step k: eta_p50 is the step's midpoint, and the interval
+        # spans whole steps, from the start of eta_p10's to the end of eta_p90's; never before
+        # now.
+        for q, within in ((0.1, 0.0), (0.5, 0.5), (0.9, 1.0)):
             k = np.quantile(steps, q, method="inverted_cdf")
             if np.isfinite(k):
-                # A crossing somewhere inside step k: its midpoint, and never before now.
-                at = dist.ds[int(k)].astype("datetime64[us]").item() + step / 2
+                at = dist.ds[int(k)].astype("datetime64[us]").item() + step * within
                 etas.append(max(at, now))
             else:
                 etas.append(None)

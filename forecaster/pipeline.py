@@ -360,8 +360,9 @@ def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
         target = by_uid[item.unique_id]
         dist, _ = dists[item.unique_id]
         widen = float(inputs.reliability.get(target.series_id, {}).get("widen") or 1.0)
-        if widen > 1.0:
-            dist = replace(dist, sd=dist.sd * widen)
+        if widen != 1.0:
+            dist = replace(dist, sd=dist.sd * widen,
+                           residuals=None if dist.residuals is None else dist.residuals * widen)
         rng = np.random.default_rng([settings.seed, target.series_id])
         try:
             answers[item.unique_id] = time_to_intervention(

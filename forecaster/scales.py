@@ -1,8 +1,9 @@
 """The scale each metric kind is modelled on, and back.
 
 Latencies and throughputs are positive and skewed: log. Ratios and scores live in [0, 1]: logit,
-so a forecast can never leave the interval. Both maps are monotone, so a quantile on the model
-scale maps to the same quantile on the metric's own scale exactly.
+so a forecast can never leave the interval; utilisations in percent the same on ``x / 100`` (a
+CPU at 100% cannot pass 100%, and no path should). Both maps are monotone, so a quantile on the
+model scale maps to the same quantile on the metric's own scale exactly.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Transform(StrEnum):
     IDENTITY = "identity"
     LOG = "log"
     LOGIT = "logit"
+    PERCENT_LOGIT = "percent_logit"
 
 
 def transform_for(kind: MetricKind | str) -> Transform:
@@ -32,6 +34,8 @@ def transform_for(kind: MetricKind | str) -> Transform:
         return Transform.LOG
     if kind in (MetricKind.RATIO, MetricKind.SCORE):
         return Transform.LOGIT
+    if kind is MetricKind.PERCENT:
+        return Transform.PERCENT_LOGIT
     return Transform.IDENTITY
 
 
@@ -40,8 +44,8 @@ def forward(values: np.ndarray | float, transform: Transform) -> np.ndarray:
     x = np.asarray(values, dtype=float)
     if transform is Transform.LOG:
         return np.log(np.maximum(x, EPS))
-    if transform is Transform.LOGIT:
-        p = np.clip(x, EPS, 1.0 - EPS)
+    if transform in (Transform.LOGIT, Transform.PERCENT_LOGIT):
+        p = np.clip(x / 100.0 if transform is Transform.PERCENT_LOGIT else x, EPS, 1.0 - EPS)
         return np.log(p / (1.0 - p))
     return x
 
@@ -53,4 +57,6 @@ def inverse(values: np.ndarray | float, transform: Transform) -> np.ndarray:
         return np.exp(z)
     if transform is Transform.LOGIT:
         return 1.0 / (1.0 + np.exp(-z))
+    if transform is Transform.PERCENT_LOGIT:
+        return 100.0 / (1.0 + np.exp(-z))
     return z

@@ -38,6 +38,7 @@ class MetricKind(StrEnum):
     RATIO = "ratio"  # a proportion of a request count, in [0, 1]
     SCORE = "score"  # a bounded quality score, in [0, 1] by convention here
     THROUGHPUT = "throughput"  # demand: requests or tokens per second, >= 0
+    PERCENT = "percent"  # a utilisation in percent (GPU, CPU, KV cache), in [0, 100]
     GAUGE = "gauge"  # anything else: any finite number
 
 
@@ -47,6 +48,7 @@ KIND_RANGE: dict[MetricKind, tuple[float | None, float | None]] = {
     MetricKind.RATIO: (0.0, 1.0),
     MetricKind.SCORE: (0.0, 1.0),
     MetricKind.THROUGHPUT: (0.0, None),
+    MetricKind.PERCENT: (0.0, 100.0),
     MetricKind.GAUGE: (None, None),
 }
 
@@ -79,6 +81,7 @@ _KIND_RULES: list[tuple[re.Pattern[str], MetricKind]] = [
     (re.compile(r"_(rate|ratio|fraction|share)$"), MetricKind.RATIO),
     (re.compile(r"(^|_)(score|quality|accuracy)(_|$)"), MetricKind.SCORE),
     (re.compile(r"_per_(s|sec|second|min|minute)$|(^|_)(rps|qps|tps)$"), MetricKind.THROUGHPUT),
+    (re.compile(r"(^|_)(utilization|utilisation|util|percent|pct)(_|$)"), MetricKind.PERCENT),
 ]
 
 

@@ -144,10 +144,12 @@ def render_backtest(figures: dict[str, dict[str, float | int | None]]) -> str:
         return "-" if value is None else f"{value:.3g}"
 
     lines = [f"{'method':<20} {'cut-offs':>8} {'crossed':>7} {'ETA MAE h':>9} {'coverage':>8} "
-             f"{'given int':>9} {'Brier':>6} {'false alarms':>12} {'missed':>6} {'lead h':>6}"]
+             f"{'of crossed':>10} {'given int':>9} {'Brier':>6} {'false alarms':>12} "
+             f"{'missed':>6} {'lead h':>6}"]
     for method, f in figures.items():
         lines.append(f"{method:<20} {f['cutoffs']:>8} {f['with_crossing']:>7} "
                      f"{cell(f['eta_mae_h']):>9} {cell(f['coverage']):>8} "
-                     f"{cell(f['coverage_given_interval']):>9} {cell(f['brier']):>6} "
-                     f"{f['false_alarms']:>12} {f['missed']:>6} {cell(f['lead_h_median']):>6}")
+                     f"{cell(f['coverage_crossed']):>10} {cell(f['coverage_given_interval']):>9} "
+                     f"{cell(f['brier']):>6} {f['false_alarms']:>12} {f['missed']:>6} "
+                     f"{cell(f['lead_h_median']):>6}")
     return "\n".join(lines) + "\n"

@@ -26,6 +26,7 @@ from forecaster.backtest import (
 from forecaster.config import Settings
 from forecaster.ingest import ingest_points_frame
 from forecaster.policies import Policy
+from forecaster.reliability import interval_credit
 from forecaster.store import Store
 
 T0 = datetime(2026, 11, 1)
@@ -95,12 +96,62 @@ def test_scores_of_a_hand_made_case() -> None:
     ]
     [figures] = score(Result(estimates, outcomes)).values()
     assert figures["eta_mae_h"] == pytest.approx((10 + 4) / 2)
-    assert figures["coverage"] == pytest.approx(0.5)
+    # covered, missed, and no crossing after p = 0.9: interval_credit(0.9) = 0 / 0.1 = 0
+    assert figures["coverage"] == pytest.approx(1 / 3)
+    assert figures["coverage_crossed"] == pytest.approx(0.5)
     assert figures["coverage_given_interval"] == pytest.approx(0.5)  # both gave an interval
     assert figures["brier"] == pytest.approx(((0.6 - 1) ** 2 + (0.4 - 1) ** 2 + 0.9 ** 2) / 3)
     assert figures["false_alarms"] == 1 and figures["false_alarm_rate"] == 1.0
     assert figures["missed"] == 1 and figures["miss_rate"] == 0.5
     assert figures["lead_h_median"] == pytest.approx(30.0)
+
+
+def test_interval_credit_of_a_cutoff_without_crossing() -> None:
+    # (0.9 - max(p, 0.1)) / (1 - p): the forecast's own chance that T, known only to lie beyond
+    # the horizon, is inside [eta_p10, eta_p90]
+    assert interval_credit(0.3, False, False) == pytest.approx(0.6 / 0.7)
+    assert interval_credit(0.05, False, False) == pytest.approx(0.8 / 0.95)
+    assert interval_credit(0.0, False, False) == pytest.approx(0.8)
+    assert interval_credit(0.95, False, False) == 0.0 and interval_credit(1.0, False, False) == 0
+    assert interval_credit(0.5, True, True) == 1.0 and interval_credit(0.5, True, False) == 0.0
+
+
+def exponential_forecasts(n: int, scale: float, seed: int,
+                          rates_between: tuple[float, float] = (0.05, 5.0)) -> Result:
+    """Cut-offs whose first-passage time is exponential with a known rate (log-uniform in
+    ``rates_between``, per horizon); each answer's quantiles are of a rate ``scale`` times the
+    true one (``scale`` 1: a calibrated forecaster)."""
+    rng = np.random.default_rng(seed)
+    horizon = timedelta(days=2)
+    low, high = rates_between
+    rates = np.exp(rng.uniform(np.log(low), np.log(high), n))  # per horizon
+    times = rng.exponential(1.0 / rates)  # in horizons
+    result = Result()
+    for i, (rate, t) in enumerate(zip(rates * scale, times, strict=True)):
+        cutoff = T0 + timedelta(days=3 * i)
+        p = 1.0 - np.exp(-rate)
+        etas = [cutoff + horizon * (-np.log(1 - q) / rate) if -np.log(1 - q) / rate <= 1 else None
+                for q in (0.1, 0.5, 0.9)]
+        result.estimates.append(Estimate("m", "a:m", cutoff, *etas, float(p), "watch"))
+        result.outcomes.append(Outcome("a:m", cutoff, cutoff + horizon,
+                                       cutoff + horizon * t if t <= 1 else None, False))
+    return result
+
+
+def test_a_calibrated_forecaster_covers_eighty_percent() -> None:
+    """Known answer: exact quantiles of the true first-passage distribution cover 80% by
+    ``coverage`` whether crossings are common or rare; over crossings alone they cover far less
+    when crossings are rare (many come after a rightly low ``p_breach``, with no interval)."""
+    [common] = score(exponential_forecasts(4000, 1.0, seed=11)).values()
+    [rare] = score(exponential_forecasts(4000, 1.0, seed=12, rates_between=(0.01, 0.5))).values()
+    assert common["coverage"] == pytest.approx(0.8, abs=0.02)  # 4000 draws: sd about 0.006
+    assert rare["coverage"] == pytest.approx(0.8, abs=0.02)
+    assert rare["coverage_crossed"] < 0.5
+    [overconfident] = score(exponential_forecasts(4000, 3.0, seed=11)).values()
+    [late] = score(exponential_forecasts(4000, 1 / 3, seed=11)).values()
+    # a rate off by 3x either way: 0.67 and 0.71 (seed 11), clear of 0.8 +- 0.02
+    assert overconfident["coverage"] < 0.75 and late["coverage"] < 0.75
+    assert common["brier"] < min(overconfident["brier"], late["brier"])
 
 
 def test_no_answer_uses_data_past_its_cutoff() -> None:

@@ -40,18 +40,34 @@ def crossing(uid: str) -> datetime:
     return datetime.fromisoformat(c["first_crossing"])
 
 
-@pytest.mark.parametrize("uid", [
+DEGRADING = (
     "code-assist:latency_p95_ms",     # slow latency creep
     "summarize:quality_score",        # quality drift after a model update
     "embed-batch:requests_per_s",     # demand growing into capacity
     "support-bot:negative_feedback_rate",
-])
-def test_degrading_series_are_caught_with_the_true_crossing_inside(answers: pl.DataFrame,
-                                                                   uid: str) -> None:
+)
+
+
+@pytest.mark.parametrize("uid", DEGRADING)
+def test_degrading_series_are_caught_in_time(answers: pl.DataFrame, uid: str) -> None:
     [row] = answers.filter(pl.col("unique_id") == uid).iter_rows(named=True)
     truth = crossing(uid)
     assert row["decision"] in ("schedule", "act_now"), row["reason"]
-    assert row["eta_p10"] <= truth <= row["eta_p90"], (row["reason"], truth)
+    # acting by act_by finishes by eta_p10, before the true crossing
+    assert row["eta_p10"] <= truth, (row["reason"], truth)
+
+
+def test_the_true_crossings_fall_in_the_80_percent_intervals(answers: pl.DataFrame) -> None:
+    """Each [eta_p10, eta_p90] holds its crossing with probability 0.8 when calibrated, so at
+    least three of four do with probability 0.82 (binomial); the backtest measures the rate over
+    hundreds of answers (bench/tti_backtest.py). An absent eta_p90 is "beyond the horizon"."""
+    inside = []
+    for uid in DEGRADING:
+        [row] = answers.filter(pl.col("unique_id") == uid).iter_rows(named=True)
+        truth = crossing(uid)
+        inside.append(row["eta_p10"] <= truth and (row["eta_p90"] is None
+                                                   or truth <= row["eta_p90"]))
+    assert sum(inside) >= 3, dict(zip(DEGRADING, inside, strict=True))
 
 
 def test_the_healthy_service_is_ok(answers: pl.DataFrame) -> None:

@@ -5,9 +5,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import numpy as np
+import polars as pl
 import pytest
 
-from forecaster.forecast import ForecastSettings, forecast, prepare, select_models
+from forecaster.forecast import (
+    POOL,
+    ForecastSettings,
+    _interval_score,
+    forecast,
+    prepare,
+    select_models,
+)
 from forecaster.intervention import DecisionSettings, time_to_intervention
 from forecaster.policies import Policy
 from forecaster.scales import Transform
@@ -73,6 +81,54 @@ def test_degenerate_series_are_flagged_and_still_forecast() -> None:
                      {"s:a": 48, "s:b": 48}, FS)
     assert set(dists) == {"s:a", "s:b"}
     assert np.all(np.isfinite(dists["s:b"][0].mean)) and np.allclose(dists["s:b"][0].mean, 3.0)
+
+
+def test_the_bucket_still_filling_is_not_trained_on_but_observed() -> None:
+    ds = five_minutes(12 * 24 * 4)
+    y = np.arange(ds.size, dtype=float)
+    kwargs = dict(kind="gauge", step=timedelta(hours=1), direction="above", event_at=None,
+                  settings=FS)
+    # 10:20: the 10:00 bucket holds 10:00, 10:05, ..., 10:20 and expects more points
+    now = T0 + timedelta(days=2, hours=10, minutes=20)
+    filling = prepare("s:m", ds, y, now=now, **kwargs)  # type: ignore[arg-type]
+    assert filling is not None
+    assert filling.ds[-1] == np.datetime64(T0 + timedelta(days=2, hours=9), "us")
+    assert filling.y[-1] == y[ds <= np.datetime64(T0 + timedelta(days=2, hours=9, minutes=55))
+                              ][-1]
+    assert filling.observation.last_ts == T0 + timedelta(days=2, hours=10)
+    assert filling.observation.last_value == y[ds <= np.datetime64(now, "us")][-1]
+    # 10:55: the last 5-minute point of the bucket is in, so the bucket is complete
+    full = prepare("s:m", ds, y, now=now + timedelta(minutes=35), **kwargs)  # type: ignore[arg-type]
+    assert full is not None and full.ds[-1] == np.datetime64(T0 + timedelta(days=2, hours=10),
+                                                             "us")
+
+
+def test_days_after_an_event_are_scored_on_shorter_windows() -> None:
+    rng = np.random.default_rng(3)
+    ds = five_minutes(12 * 24 * 10)
+    hours = np.arange(ds.size) / 12
+    y = 100 + 20 * np.sin(2 * np.pi * hours / 24) + rng.normal(0, 2, ds.size)
+    item = prepare("s:m", ds, y, kind="gauge", step=timedelta(hours=1), direction="above",
+                   now=T0 + timedelta(days=10), event_at=T0 + timedelta(days=6), settings=FS)
+    assert item is not None and "since_event" in item.flags and item.y.size == 4 * 24
+    # four days: too few for 2 x 72 steps of cross-validation after two seasons, so two windows
+    # of (96 - 48) / 2 = 24 steps; a random walk cannot follow the daily cycle
+    choice = select_models([item], FS)[item.unique_id]
+    assert set(choice.scores) == set(POOL) and choice.score == min(choice.scores.values())
+    assert choice.model in ("MSTL", "SeasonalNaive", "AutoTheta")
+    assert choice.scores["Drift"] > 2 * choice.score
+    dist, model = forecast([item], {item.unique_id: choice.model}, {item.unique_id: 48},
+                           FS)[item.unique_id]
+    assert model == choice.model and dist.residuals is not None
+    assert dist.residual_ds is not None
+    assert dist.residuals.size == dist.residual_ds.size > 48
+    assert np.all(np.isfinite(dist.residuals)) and np.std(dist.residuals) < 5  # noise sd 2
+
+
+def test_the_interval_score_of_a_hand_made_case() -> None:
+    # width 2; a value 1 outside adds 2 / 0.2 = 10 times 1 (Gneiting and Raftery 2007, 6.2)
+    frame = pl.DataFrame({"y": [2.0, 4.0, 0.0, 3.0], "M-lo-80": [1.0] * 4, "M-hi-80": [3.0] * 4})
+    assert frame.select(_interval_score("M")).to_series().to_list() == [2.0, 12.0, 12.0, 2.0]
 
 
 def test_a_linear_trend_with_noise_crosses_at_its_known_time() -> None:

@@ -260,3 +260,14 @@ def test_a_unit_that_contradicts_the_series_is_refused(
     assert report.stored == 1
     assert report.errors[0].field == "unit"
     assert "differs from the unit 'ms'" in report.errors[0].message
+
+
+def test_a_utilisation_outside_0_to_100_percent_is_refused(store: Store, now: datetime) -> None:
+    frame = pl.DataFrame({"ts": [datetime(2026, 11, 1, 0, m) for m in (0, 5, 10)],
+                          "service": "gpu-pool", "metric": "gpu_utilization",
+                          "value": [42.0, 100.0, 130.0]})
+    report = ingest_points_frame(store, frame, now)
+    assert (report.stored, report.rejected) == (2, 1)
+    assert report.errors[0].row == 3 and report.errors[0].field == "value"
+    assert "130.0 is outside the range of a percent metric (0.0 to 100.0)" in \
+        report.errors[0].message

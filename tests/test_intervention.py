@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -18,7 +19,7 @@ from forecaster.intervention import (
     urgency_key,
 )
 from forecaster.policies import Policy
-from forecaster.scales import Transform
+from forecaster.scales import Transform, forward, inverse
 
 NOW = datetime(2026, 11, 26, 0, 0)
 STEP = timedelta(hours=1)
@@ -47,10 +48,12 @@ def answer(d: ForecastDist, p: Policy, last: float = 0.0, seed: int = 1):
 def test_a_certain_linear_rise_crosses_where_the_line_does() -> None:
     # mean = step index; limit 100.5 is passed at step 101, with next to no noise.
     a = answer(dist(np.arange(336, dtype=float), 1e-6), policy(100.5))
-    expected = NOW + 101 * STEP + STEP / 2  # midpoint of the step that crosses
-    assert a.eta_p10 == a.eta_p50 == a.eta_p90 == expected
+    crossing_step = NOW + 101 * STEP
+    # eta_p50 is the midpoint of the step that crosses; the 80% interval spans that step
+    assert a.eta_p50 == crossing_step + STEP / 2
+    assert a.eta_p10 == crossing_step and a.eta_p90 == crossing_step + STEP
     assert a.p_breach == 1.0
-    assert a.act_by == expected - timedelta(hours=6)
+    assert a.act_by == crossing_step - timedelta(hours=6)
     assert a.decision == "schedule" and a.next_check_at == NOW + SETTINGS.refresh_every
 
 
@@ -125,6 +128,36 @@ def test_sample_paths_match_the_forecast_marginals() -> None:
     # errors persist: neighbouring late steps are strongly correlated, the first is not
     late = np.corrcoef(paths[:, 40], paths[:, 41])[0, 1]
     assert late > 0.8
+
+
+def test_noise_is_drawn_from_the_residuals_at_the_same_time_of_day() -> None:
+    # four days of hourly residuals: +10 at 03:00 every day, 0 otherwise; no persistent part
+    past = np.datetime64(NOW, "us") - np.arange(96, 0, -1) * np.timedelta64(1, "h")
+    hours = (past - np.datetime64(NOW, "us")) // np.timedelta64(1, "h") % 24
+    residuals = np.where(hours == 3, 10.0, 0.0)
+    d = replace(dist(np.zeros(48), 0.0), residuals=residuals, residual_ds=past)
+    paths = sample_paths(d, 500, np.random.default_rng(1))
+    at_three = ((d.ds - np.datetime64(NOW, "us")) // np.timedelta64(1, "h")) % 24 == 3
+    assert np.all(paths[:, at_three] == 10.0) and np.all(paths[:, ~at_three] == 0.0)
+    # the daily spike the model smoothed over crosses a limit of 5 at 03:00 on the first day
+    a = answer(d, policy(5.0))
+    assert a.p_breach == 1.0 and a.eta_p50 == NOW + 3 * STEP + STEP / 2
+    # too few residuals: the Gaussian noise of the forecast instead
+    short = replace(dist(np.zeros(48), 1.0), residuals=residuals[:10], residual_ds=past[:10])
+    assert sample_paths(short, 4000, np.random.default_rng(1)).std() == pytest.approx(1.0,
+                                                                                     rel=0.05)
+
+
+def test_a_percentage_never_passes_100() -> None:
+    # a utilisation at 99.9% with a wide forecast on the percent-logit scale
+    d = dist(np.full(336, float(forward(99.9, Transform.PERCENT_LOGIT))), 3.0,
+             Transform.PERCENT_LOGIT)
+    a = answer(d, policy(100.0, metric="gpu_utilization"), last=99.9)
+    assert a.p_breach == 0.0 and a.decision == "ok"
+    assert answer(d, policy(99.95, metric="gpu_utilization"), last=99.9).p_breach > 0.5
+    values = np.array([0.5, 50.0, 99.0])
+    assert inverse(forward(values, Transform.PERCENT_LOGIT), Transform.PERCENT_LOGIT) == \
+        pytest.approx(values)
 
 
 def test_first_passage_counts_the_first_step_only() -> None:

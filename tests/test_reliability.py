@@ -12,7 +12,7 @@ import pytest
 
 from forecaster.ingest import ingest_points_frame
 from forecaster.intervention import Z80
-from forecaster.reliability import MAX_FACTOR, widen_factor
+from forecaster.reliability import MAX_FACTOR, interval_credit, widen_factor
 from forecaster.store import Store
 
 T0 = datetime(2026, 11, 1)
@@ -54,12 +54,17 @@ def test_published_estimates_are_scored_once_with_hand_computed_figures(tmp_path
         assert store.score_estimates(now) == 0  # once each
         per_series, overall = store.reliability()
     assert overall["scored"] == 4 and overall["crossings"] == 3
-    assert overall["coverage"] == pytest.approx(2 / 3)
+    # two of three crossings covered; the quiet estimate (p 0.2) counts (0.9 - 0.2) / 0.8,
+    # as interval_credit does in the backtest
+    assert overall["coverage_crossed"] == pytest.approx(2 / 3)
+    assert overall["coverage"] == pytest.approx((1 + 0 + 1 + 0.7 / 0.8) / 4)
+    assert interval_credit(0.2, False, False) == pytest.approx(0.7 / 0.8)
     assert overall["eta_mae_h"] == pytest.approx((5 + 10 + 8) / 3)
     assert overall["brier"] == pytest.approx((0.3 ** 2 + 0.4 ** 2 + 0.7 ** 2 + 0.2 ** 2) / 4)
     assert overall["false_alarms"] == 1 and overall["missed"] == 2
     [row] = per_series.to_dicts()
-    assert row["unique_id"] == "svc:queue_depth" and row["coverage"] == pytest.approx(2 / 3)
+    assert row["unique_id"] == "svc:queue_depth" and row["coverage_crossed"] == pytest.approx(2 / 3)
+    assert row["coverage"] == pytest.approx(overall["coverage"])
 
 
 def test_intervals_are_widened_only_when_they_proved_too_narrow() -> None:

@@ -14,6 +14,9 @@ from forecaster.schema import MetricKind, is_valid_name, metric_kind, split_uniq
     ("requests_per_s", MetricKind.THROUGHPUT),
     ("rps", MetricKind.THROUGHPUT),
     ("gpu_memory_used", MetricKind.GAUGE),
+    ("gpu_utilization", MetricKind.PERCENT),
+    ("kv_cache_usage_pct", MetricKind.PERCENT),
+    ("ec2_cpu_utilization_24ae8d", MetricKind.PERCENT),
 ])
 def test_metric_kind_follows_the_name(metric: str, kind: MetricKind) -> None:
     assert metric_kind(metric) is kind

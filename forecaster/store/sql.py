@@ -527,11 +527,17 @@ SELECT o.run_id, o.series_id, o.as_of, o.horizon_end, c.crossing,
        o.decision IN ('schedule', 'act_now'), ?1
 FROM observed o LEFT JOIN crossing c USING (run_id, series_id)"""
 
-# Reliability of the scored estimates made since parameter 1, per series.
+# Reliability of the scored estimates made since parameter 1, per series. `coverage` counts an
+# estimate without a crossing by forecaster.reliability.interval_credit (the same formula);
+# `coverage_crossed` is over crossings only.
 RELIABILITY = """
 SELECT s.series_id, s.service || ':' || s.metric AS unique_id, count(*) AS scored,
        count(*) FILTER (WHERE e.crossed) AS crossings,
-       avg(e.covered::INTEGER) FILTER (WHERE e.crossed) AS coverage,
+       avg(e.covered::INTEGER) FILTER (WHERE e.crossed) AS coverage_crossed,
+       avg(CASE WHEN e.crossed THEN e.covered::DOUBLE
+                WHEN e.p_breach >= 1 THEN 0.0
+                ELSE greatest(0.0, 0.9 - greatest(e.p_breach, 0.1)) / (1.0 - e.p_breach)
+           END) AS coverage,
        avg(abs(e.eta_error_s)) FILTER (WHERE e.crossed) / 3600.0 AS eta_mae_h,
        avg(power(e.p_breach - e.crossed::INTEGER, 2)) AS brier,
        count(*) FILTER (WHERE e.warned AND NOT e.crossed) AS false_alarms,
@@ -541,7 +547,11 @@ WHERE e.as_of >= ?
 GROUP BY ALL ORDER BY unique_id"""
 RELIABILITY_OVERALL = """
 SELECT count(*) AS scored, count(*) FILTER (WHERE e.crossed) AS crossings,
-       avg(e.covered::INTEGER) FILTER (WHERE e.crossed) AS coverage,
+       avg(e.covered::INTEGER) FILTER (WHERE e.crossed) AS coverage_crossed,
+       avg(CASE WHEN e.crossed THEN e.covered::DOUBLE
+                WHEN e.p_breach >= 1 THEN 0.0
+                ELSE greatest(0.0, 0.9 - greatest(e.p_breach, 0.1)) / (1.0 - e.p_breach)
+           END) AS coverage,
        avg(abs(e.eta_error_s)) FILTER (WHERE e.crossed) / 3600.0 AS eta_mae_h,
        avg(power(e.p_breach - e.crossed::INTEGER, 2)) AS brier,
        count(*) FILTER (WHERE e.warned AND NOT e.crossed) AS false_alarms,
