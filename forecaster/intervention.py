@@ -55,6 +55,9 @@ class ForecastDist:
         sd: Standard deviation per step, on the model scale (>= 0).
         transform: The model scale.
         step: The spacing of ``ds``.
+        residuals: The model's in-sample residuals (model scale), if known: the noise of the
+            sample paths is drawn from them.
+        residual_ds: The time of each residual (for drawing by time of day).
     """
 
     ds: np.ndarray
@@ -136,7 +139,9 @@ class Intervention:
 
 
 def sample_paths(dist: ForecastDist, n_paths: int, rng: np.random.Generator) -> np.ndarray:
-    """Paths on the model scale, shape (n_paths, steps), with the marginals of ``dist``."""
+    """Paths on the model scale, shape (n_paths, steps): the forecast's mean, a random walk for
+    the uncertainty that persists, and noise (from the residuals when there are enough; with the
+    Gaussian noise the marginals are exactly those of ``dist``)."""
     var = np.square(np.nan_to_num(dist.sd, nan=0.0))
     noise = float(var.min()) if var.size else 0.0
     # The persistent part may only grow (a random walk); a later step whose variance is smaller
