@@ -8,8 +8,9 @@ realistic dependence over time: the smallest step variance is observation noise,
 from step to step; the rest grows as a random walk (independent increments), the part of the
 uncertainty that persists, such as the level and the trend. The noise is drawn from the model's
 own in-sample residuals at the same time of day when there are enough of them (a daily spike the
-model smooths over, or noisier peak hours, come back in the paths as they were seen), else from
-the Gaussian. For each path the *first* step past the limit, compared on the metric's own
+model smooths over, or noisier peak hours, come back in the paths as they were seen; a single
+extreme among a week or more of an hour's residuals, an incident, is cut back to the next), else
+from the Gaussian. For each path the *first* step past the limit, compared on the metric's own
 scale, is its first-passage time; ``eta_p10/p50/p90`` come from the quantiles of those times over
 all paths (a path that never crosses counts as beyond the horizon, so a quantile is absent when
 fewer paths than it crossed): ``eta_p50`` is the middle of its step, and the 80% interval spans
@@ -34,6 +35,7 @@ from forecaster.schema import DECISIONS
 
 MIN_RESIDUALS = 48  # in-sample residuals a series needs for its noise to be drawn from them
 MIN_PER_PHASE = 3  # residuals at a time of day needed to draw from that time of day alone
+ONE_OFF_AFTER = 7  # days of residuals at a time of day from which a single extreme is cut back
 Z80 = 1.2815515655446004  # standard normal quantile of 0.9: the 80% interval is mean +- Z80 sd
 
 _ACTION_PHRASE = {"scale_out": "scaling out", "retrain": "retraining", "rollback": "a rollback",
@@ -170,6 +172,11 @@ def _residual_draws(dist: ForecastDist, n_paths: int, rng: np.random.Generator) 
     for phase in np.unique(future):
         columns = future == phase
         pool = dist.residuals[past == phase]
+        if pool.size >= ONE_OFF_AFTER:
+            # One day's extreme at this hour is a one-off (an incident), not this hour's noise:
+            # it is cut back to the next most extreme; a spike seen on two days stays.
+            low, high = np.sort(pool)[[1, -2]]
+            pool = np.clip(pool, low, high)
         draws[:, columns] = rng.choice(pool if pool.size >= MIN_PER_PHASE else pooled,
                                        size=(n_paths, int(columns.sum())))
     return draws

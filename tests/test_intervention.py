@@ -148,6 +148,22 @@ def test_noise_is_drawn_from_the_residuals_at_the_same_time_of_day() -> None:
                                                                                      rel=0.05)
 
 
+def test_a_one_off_extreme_is_not_replayed_as_noise_but_a_recurring_one_is() -> None:
+    # ten days of hourly residuals, 0 except at 08:00: +9 on one day (an incident), and at
+    # 14:00: +9 on two days (a recurring spike)
+    past = np.datetime64(NOW, "us") - np.arange(240, 0, -1) * np.timedelta64(1, "h")
+    hours = (past - np.datetime64(NOW, "us")) // np.timedelta64(1, "h") % 24
+    day = (past - past[0]) // np.timedelta64(1, "D")
+    residuals = np.where((hours == 8) & (day == 3), 9.0, 0.0)
+    residuals[(hours == 14) & np.isin(day, (2, 6))] = 9.0
+    d = replace(dist(np.zeros(48), 0.0), residuals=residuals, residual_ds=past)
+    paths = sample_paths(d, 2000, np.random.default_rng(2))
+    hour = ((d.ds - np.datetime64(NOW, "us")) // np.timedelta64(1, "h")) % 24
+    assert paths[:, hour == 8].max() == 0.0  # the one-off is cut back to the next extreme
+    share = (paths[:, hour == 14] == 9.0).mean()
+    assert share == pytest.approx(0.2, abs=0.02)  # two days in ten
+
+
 def test_a_percentage_never_passes_100() -> None:
     # a utilisation at 99.9% with a wide forecast on the percent-logit scale
     d = dist(np.full(336, float(forward(99.9, Transform.PERCENT_LOGIT))), 3.0,
