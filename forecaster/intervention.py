@@ -281,8 +281,9 @@ def time_to_intervention(
         paths = sample_paths(dist, settings.n_paths, rng)
         # Compared on the metric's own scale: the model scale clips at the domain's ends, and a
         # limit at an end (a CPU above 100%) can never be passed.
-        steps = first_passage_steps(inverse(paths, dist.transform), policy.limit,
-                                    policy.direction)
+        with np.errstate(over="ignore"):  # a path far out maps to an end of the domain
+            on_metric_scale = inverse(paths, dist.transform)
+        steps = first_passage_steps(on_metric_scale, policy.limit, policy.direction)
         p_breach = float(np.isfinite(steps).mean())
         etas: list[datetime | None] = []
         # A crossing somewhere inside step k: eta_p50 is the step's midpoint, and the interval
