@@ -56,7 +56,7 @@ import numpy as np
 from forecaster.config import Settings
 from forecaster.intervention import is_past
 from forecaster.pipeline import Inputs, Target, compute, series_spans
-from forecaster.policies import Policy, policy_for
+from forecaster.policies import Policy, policy_for, steps_per_day
 from forecaster.reliability import interval_credit
 from forecaster.store import Store
 
@@ -167,7 +167,7 @@ def seasonal_naive_eta(ts: np.ndarray, values: np.ndarray, cutoff: datetime,
                        policy: Policy) -> datetime | None:
     """The last day's policy-frequency buckets repeated; the first bucket past the limit."""
     step = policy.freq
-    season = max(1, round(timedelta(days=1) / step))
+    season = steps_per_day(step)
     c64 = np.datetime64(cutoff, "us")
     step64 = np.timedelta64(int(step.total_seconds() * 1e6), "us")
     keep = (ts <= c64) & (ts > c64 - season * step64)

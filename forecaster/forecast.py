@@ -39,6 +39,7 @@ from statsforecast import StatsForecast
 from statsforecast.models import MSTL, AutoETS, AutoTheta, Naive, RandomWalkWithDrift, SeasonalNaive
 
 from forecaster.intervention import Z80, ForecastDist, Observation
+from forecaster.policies import steps_per_day
 from forecaster.scales import Transform, forward, transform_for
 
 K = TypeVar("K")
@@ -99,7 +100,7 @@ class Prepared:
 
 
 def _seasons(step: timedelta, n: int) -> list[int]:
-    day = max(1, round(timedelta(days=1) / step))
+    day = steps_per_day(step)
     seasons = [day] if day > 1 and n >= 2 * day else []
     if day > 1 and n >= 2 * 7 * day:
         seasons.append(7 * day)
@@ -108,7 +109,7 @@ def _seasons(step: timedelta, n: int) -> list[int]:
 
 def _trend(values: np.ndarray, step: timedelta) -> tuple[float, float]:
     """(change per day of the daily mean over the last week, mean of the last day)."""
-    per_day = max(1, round(timedelta(days=1) / step))
+    per_day = steps_per_day(step)
     recent = values[-7 * per_day:]
     days = recent.size // per_day
     level = float(np.mean(values[-per_day:]))
@@ -257,7 +258,7 @@ def select_models(series: list[Prepared], settings: ForecastSettings) -> dict[st
         if item.degenerate or not _seasons(item.step, n):
             choices[item.unique_id] = Choice(FALLBACK, None)
             continue
-        day = max(1, round(timedelta(days=1) / item.step))
+        day = steps_per_day(item.step)
         h = (settings.cv_steps if _seasons(item.step, n - need)
              else max(1, (n - 2 * day) // settings.cv_windows))
         plans[item.unique_id] = (item.step, tuple(_seasons(item.step, n - h * settings.cv_windows)),
@@ -334,9 +335,9 @@ def forecast(
                 mean = np.full(h, item.y[-1])
             if not np.all(np.isfinite(sd)):
                 sd = np.full(h, float(np.std(np.diff(item.y))) if item.y.size > 2 else 0.0)
+            residuals, residual_ds = resid.get(str(uid), (None, None))
             dist = ForecastDist(ds=rows["ds"].to_numpy().astype("datetime64[us]"),
                                 mean=mean, sd=np.maximum(sd, 0.0), transform=item.transform,
-                                step=step, residuals=resid.get(str(uid), (None, None))[0],
-                                residual_ds=resid.get(str(uid), (None, None))[1])
+                                step=step, residuals=residuals, residual_ds=residual_ds)
             out[str(uid)] = (dist, model)
     return out

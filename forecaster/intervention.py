@@ -29,7 +29,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from forecaster.policies import Policy, format_duration
+from forecaster.policies import Policy, format_duration, steps_per_day
 from forecaster.scales import Transform, inverse
 from forecaster.schema import DECISIONS
 
@@ -163,7 +163,7 @@ def _residual_draws(dist: ForecastDist, n_paths: int, rng: np.random.Generator) 
     residuals, centred, when that hour has fewer than ``MIN_PER_PHASE``)."""
     assert dist.residuals is not None and dist.residual_ds is not None
     step = np.timedelta64(int(dist.step.total_seconds() * 1e6), "us")
-    season = max(1, round(timedelta(days=1) / dist.step))
+    season = steps_per_day(dist.step)
     epoch = np.datetime64(0, "us")
     past = ((dist.residual_ds - epoch) // step) % season
     future = ((dist.ds - epoch) // step) % season

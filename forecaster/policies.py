@@ -106,6 +106,11 @@ def format_duration(value: timedelta) -> str:
     return "".join(parts) or "0s"
 
 
+def steps_per_day(step: timedelta) -> int:
+    """How many steps of ``step`` make a day (the daily season), at least 1."""
+    return max(1, round(timedelta(days=1) / step))
+
+
 DEFAULT_POLICIES: tuple[Policy, ...] = (
     Policy("latency_p95_ms", 1500.0, "above", "scale_out", timedelta(hours=2)),
     Policy("latency_p99_ms", 3000.0, "above", "investigate", timedelta(hours=2)),

@@ -26,6 +26,7 @@ import numpy as np
 
 from forecaster.anomaly import AnomalySettings, score_series
 from forecaster.intervention import Evidence
+from forecaster.policies import steps_per_day
 
 # bench/nab.py: the standard-profile threshold its corpus-wide sweep chose (0.984033 on the
 # NAB corpus with the default AnomalySettings, 2026-11-26).
@@ -154,7 +155,7 @@ def detect(series: SeriesInput, now: datetime, settings: PrecursorSettings) -> l
                                    .astype(np.int64)) / 1e6)
     if step <= timedelta(0):
         return []
-    cfg = replace(a, season=max(2, round(timedelta(days=1) / step)))
+    cfg = replace(a, season=max(2, steps_per_day(step)))
     cut = np.datetime64(now - settings.lookback, "us")
     recent = int(values.size - np.searchsorted(ts, cut, side="right"))
     if recent == 0:

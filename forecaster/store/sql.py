@@ -527,11 +527,11 @@ SELECT o.run_id, o.series_id, o.as_of, o.horizon_end, c.crossing,
        o.decision IN ('schedule', 'act_now'), ?1
 FROM observed o LEFT JOIN crossing c USING (run_id, series_id)"""
 
-# Reliability of the scored estimates made since parameter 1, per series. `coverage` counts an
+# Reliability of the scored estimates made since parameter 1, per series and overall (the same
+# figures, a constant fragment of SQL text, no values). `coverage` counts an
 # estimate without a crossing by forecaster.reliability.interval_credit (the same formula);
 # `coverage_crossed` is over crossings only.
-RELIABILITY = """
-SELECT s.series_id, s.service || ':' || s.metric AS unique_id, count(*) AS scored,
+_RELIABILITY_FIGURES = """count(*) AS scored,
        count(*) FILTER (WHERE e.crossed) AS crossings,
        avg(e.covered::INTEGER) FILTER (WHERE e.crossed) AS coverage_crossed,
        avg(CASE WHEN e.crossed THEN e.covered::DOUBLE
@@ -541,21 +541,15 @@ SELECT s.series_id, s.service || ':' || s.metric AS unique_id, count(*) AS score
        avg(abs(e.eta_error_s)) FILTER (WHERE e.crossed) / 3600.0 AS eta_mae_h,
        avg(power(e.p_breach - e.crossed::INTEGER, 2)) AS brier,
        count(*) FILTER (WHERE e.warned AND NOT e.crossed) AS false_alarms,
-       count(*) FILTER (WHERE e.crossed AND NOT e.warned) AS missed
+       count(*) FILTER (WHERE e.crossed AND NOT e.warned) AS missed"""
+RELIABILITY = f"""
+SELECT s.series_id, s.service || ':' || s.metric AS unique_id,
+       {_RELIABILITY_FIGURES}
 FROM estimate_scores e JOIN series s USING (series_id)
 WHERE e.as_of >= ?
 GROUP BY ALL ORDER BY unique_id"""
-RELIABILITY_OVERALL = """
-SELECT count(*) AS scored, count(*) FILTER (WHERE e.crossed) AS crossings,
-       avg(e.covered::INTEGER) FILTER (WHERE e.crossed) AS coverage_crossed,
-       avg(CASE WHEN e.crossed THEN e.covered::DOUBLE
-                WHEN e.p_breach >= 1 THEN 0.0
-                ELSE greatest(0.0, 0.9 - greatest(e.p_breach, 0.1)) / (1.0 - e.p_breach)
-           END) AS coverage,
-       avg(abs(e.eta_error_s)) FILTER (WHERE e.crossed) / 3600.0 AS eta_mae_h,
-       avg(power(e.p_breach - e.crossed::INTEGER, 2)) AS brier,
-       count(*) FILTER (WHERE e.warned AND NOT e.crossed) AS false_alarms,
-       count(*) FILTER (WHERE e.crossed AND NOT e.warned) AS missed
+RELIABILITY_OVERALL = f"""
+SELECT {_RELIABILITY_FIGURES}
 FROM estimate_scores e WHERE e.as_of >= ?"""
 ANOMALIES = """
 SELECT a.run_id, a.service || ':' || a.metric AS unique_id, a.service, a.metric, a.ts, a.score,
