@@ -15,7 +15,10 @@ Data sets:
   ``above`` otherwise; the limit is the reference's maximum (minimum for ``below``): the first
   level never seen in normal operation. Policy: hourly buckets, a 2-day horizon, 1 h lead time.
   Cut-offs every ``--every`` hours from 3 days after the start to 2 days before the end (at most
-  ``--max-cutoffs`` per series, evenly spread).
+  ``--max-cutoffs`` per series, evenly spread). The files come from different years; they are
+  run as one fleet, each moved by whole weeks so that all start within the same week (time of
+  day and weekday kept), so that the recalibration map learns, as in production, from the
+  fleet's estimates scored before each cut-off.
 
 Usage:
     python bench/tti_backtest.py [--every 24] [--max-cutoffs 12] [--sets fleet,nab]
@@ -93,13 +96,16 @@ def nab_limit(values: np.ndarray, ts: np.ndarray, windows: list[list[str]]) -> t
 def nab(every: timedelta, max_cutoffs: int, settings: Settings) -> tuple[Result, dict[str, object]]:
     windows = json.loads((NAB / "labels" / "combined_windows.json").read_text())
     names = list(NAB_FILES) + sorted(n for n in windows if n.startswith("realAWSCloudwatch/"))
-    result = Result()
-    limits = {}
-    for k, name in enumerate(names):
-        frame = pl.read_csv(NAB / "data" / name, try_parse_dates=True)
+    frames = [pl.read_csv(NAB / "data" / name, try_parse_dates=True) for name in names]
+    starts = [f["timestamp"].min() for f in frames]
+    week = timedelta(days=7)
+    all_series, only, limits = [], {}, {}
+    for k, (name, frame) in enumerate(zip(names, frames, strict=True)):
         ts = frame["timestamp"].to_numpy().astype("datetime64[us]")
         values = frame["value"].to_numpy().astype(float)
         limit, direction = nab_limit(values, ts, windows[name])
+        shift = ((starts[k] - min(starts)) // week) * week
+        ts = ts - np.timedelta64(int(shift.total_seconds()), "s")
         metric = Path(name).stem.replace("-", "_")
         limits[name] = {"limit": limit, "direction": direction}
         policy = Policy(metric, limit, direction, "investigate", timedelta(hours=1),
@@ -115,9 +121,9 @@ def nab(every: timedelta, max_cutoffs: int, settings: Settings) -> tuple[Result,
         if len(cutoffs) > max_cutoffs:
             picks = np.linspace(0, len(cutoffs) - 1, max_cutoffs).round().astype(int)
             cutoffs = [cutoffs[i] for i in sorted(set(picks.tolist()))]
-        part = run([series], cutoffs, settings)
-        result.estimates.extend(part.estimates)
-        result.outcomes.extend(part.outcomes)
+        all_series.append(series)
+        only[k] = set(cutoffs)
+    result = run(all_series, sorted(set().union(*only.values())), settings, only=only)
     return result, {"series": len(names), "limits": limits}
 
 

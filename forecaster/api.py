@@ -387,7 +387,10 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
         per_series, overall = store.reliability(since=start)
         if _wants_arrow(request):
             return Response(_arrow(per_series), media_type=ARROW)
+        latest = store.run()
+        detail = json.loads(latest["detail"]) if latest and latest.get("detail") else {}
         return Response(_dumps({"since": start, "overall": overall,
+                                "calibration": detail.get("calibration"),
                                 "items": _records(per_series)}), media_type="application/json")
 
     # -- runs --------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ Methods:
 
 - ``forecaster``: exactly what a refresh at ``c`` would have published (:func:`pipeline.compute`
   on the points, events and model choices as they were at ``c``; a model choice is re-made when
-  a day old, as in production).
+  a day old, as in production), with the recalibration map fitted, as in production, on its own
+  earlier estimates whose horizon had passed by ``c`` (all series together; see
+  :mod:`forecaster.calibration`).
 - ``predict_linear_6h``, ``predict_linear_24h``: Prometheus' ``predict_linear``: a least-squares
   line through the raw points of the last 6 h (24 h), extrapolated to the limit.
 - ``timeleft_7d``: Zabbix's ``timeleft`` with its default linear fit, over the last 7 days.
@@ -47,12 +49,13 @@ Figures (:func:`score`), per method:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 
+from forecaster.calibration import Calibration, Scored, fit_record
 from forecaster.config import Settings
 from forecaster.intervention import is_past
 from forecaster.pipeline import Inputs, Target, compute, series_spans
@@ -94,6 +97,8 @@ class Estimate:
     eta_p90: datetime | None
     p_breach: float
     decision: str
+    p_raw: float | None = None
+    passage: tuple[float | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,11 +211,13 @@ def baselines(series: Series, cutoff: datetime) -> list[Estimate]:
 
 def ours(series: Sequence[Series], cutoff: datetime, settings: Settings,
          events: dict[str, list[datetime]],
-         choices: dict[int, tuple[str, datetime]]) -> list[Estimate]:
+         choices: dict[int, tuple[str, datetime]],
+         calibration: Calibration | None = None) -> list[Estimate]:
     """What a refresh at ``cutoff`` would have published, from the points up to it.
 
     ``choices`` carries model choices from one cut-off to the next and is updated in place;
     a choice older than ``selection_max_age`` is re-made from the data up to the cut-off.
+    ``calibration`` is the map learned from the estimates scored by then.
     """
     c64 = np.datetime64(cutoff, "us")
     parts = [(s, s.ts <= c64) for s in series]
@@ -226,6 +233,7 @@ def ours(series: Sequence[Series], cutoff: datetime, settings: Settings,
                 for svc, times in events.items() if any(t <= cutoff for t in times)},
         choices={sid: c for sid, c in choices.items()
                  if cutoff - c[1] < settings.selection_max_age},
+        calibration=calibration,
     )
     computed = compute(inputs, settings, cutoff, run_id=0, reselect=False)
     new = computed.frames["choices"]
@@ -234,7 +242,8 @@ def ours(series: Sequence[Series], cutoff: datetime, settings: Settings,
     out = []
     for item in computed.result.interventions:
         out.append(Estimate("forecaster", item.unique_id, cutoff, item.eta_p10, item.eta_p50,
-                            item.eta_p90, item.p_breach, item.decision))
+                            item.eta_p90, item.p_breach, item.decision, item.p_raw,
+                            item.passage))
     return out
 
 
@@ -262,31 +271,48 @@ def series_of(store: Store, policies: tuple[Policy, ...]) -> tuple[list[Series],
 
 def run(series: Sequence[Series], cutoffs: Iterable[datetime], settings: Settings,
         events: dict[str, list[datetime]] | None = None,
-        methods: Sequence[str] = ("forecaster", *BASELINES)) -> Result:
+        methods: Sequence[str] = ("forecaster", *BASELINES),
+        only: Mapping[int, set[datetime]] | None = None) -> Result:
     """Every method at every cut-off, and what happened after each.
 
     Args:
         series: The series, each with its policy and all its points.
         cutoffs: The cut-off times, in order.
-        settings: The engine's settings (seed, paths, selection age).
+        settings: The engine's settings (seed, paths, selection age, recalibration).
         events: Event times per service (training starts after the latest before a cut-off).
         methods: Which methods to run.
+        only: Per series id, the cut-offs at which it is scored (default: all).
     """
     result = Result()
     choices: dict[int, tuple[str, datetime]] = {}
+    made: list[tuple[Estimate, Outcome, Series]] = []  # ours, for the recalibration record
+    by_uid = {s.unique_id: s for s in series}
     for cutoff in cutoffs:
-        outcomes = {s.unique_id: outcome(s, cutoff) for s in series}
+        mine = [s for s in series if only is None or cutoff in only.get(s.series_id, ())]
+        outcomes = {s.unique_id: outcome(s, cutoff) for s in mine}
         # scored only where the horizon after the cut-off has been observed, and the series is
         # not already past its limit
-        live = [s for s in series if not outcomes[s.unique_id].past_at_cutoff
+        live = [s for s in mine if not outcomes[s.unique_id].past_at_cutoff
                 and (s.ts <= np.datetime64(cutoff, "us")).any()
                 and s.ts[-1] >= np.datetime64(cutoff + s.policy.horizon - s.policy.freq, "us")]
         result.outcomes.extend(outcomes[s.unique_id] for s in live)
         if "forecaster" in methods and live:
-            result.estimates.extend(ours(live, cutoff, settings, events or {}, choices))
+            calibration = fit_record(
+                [_scored(e, o, s) for e, o, s in made if o.horizon_end <= cutoff],
+                settings.calibration_prior, settings.calibration_min_weight)
+            answers = ours(live, cutoff, settings, events or {}, choices, calibration)
+            result.estimates.extend(answers)
+            made.extend((e, outcomes[e.unique_id], by_uid[e.unique_id]) for e in answers
+                        if e.p_raw is not None)
         for s in live:
             result.estimates.extend(e for e in baselines(s, cutoff) if e.method in methods)
     return result
+
+
+def _scored(e: Estimate, o: Outcome, s: Series) -> Scored:
+    crossing_s = (o.crossing - e.cutoff).total_seconds() if o.crossing is not None else None
+    return Scored(s.series_id, e.cutoff, e.passage, float(e.p_raw or 0.0),
+                  s.policy.horizon.total_seconds(), crossing_s)
 
 
 def score(result: Result) -> dict[str, dict[str, float | int | None]]:

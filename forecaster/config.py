@@ -46,8 +46,10 @@ class Settings:
         anomaly_corroboration: How close in time anomalies of two kinds of metric of one service
             must be to make both precursors.
         reliability_window: How far back self-scoring looks when judging a series' estimates.
-        reliability_min_crossings: Scored crossings a series needs before its intervals are
-            widened.
+        calibration_prior: Weight of the identity in the recalibration map, in estimates (one
+            series' estimates of one day weigh 1); see forecaster.calibration.
+        calibration_min_weight: Weight the fleet's scored estimates need before the map is
+            applied.
         host: Address ``serve`` binds to; without tokens only a loopback address is allowed.
         port: Port ``serve`` listens on.
         read_tokens: Comma-separated bearer tokens that may read the API.
@@ -77,7 +79,8 @@ class Settings:
     anomaly_fresh: timedelta = timedelta(hours=12)
     anomaly_corroboration: timedelta = timedelta(minutes=30)
     reliability_window: timedelta = timedelta(days=30)
-    reliability_min_crossings: int = 10
+    calibration_prior: int = 30
+    calibration_min_weight: int = 20
     host: str = "127.0.0.1"
     port: int = 8000
     read_tokens: str = ""

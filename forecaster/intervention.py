@@ -16,8 +16,16 @@ all paths (a path that never crosses counts as beyond the horizon, so a quantile
 fewer paths than it crossed): ``eta_p50`` is the middle of its step, and the 80% interval spans
 whole steps, from the start of ``eta_p10``'s step to the end of ``eta_p90``'s, never before now.
 ``p_breach`` is the share of paths that cross within the horizon. First passage of a path happens
-at or before any later crossing, so ``eta_p50`` is never later than where the median forecast
-crosses.
+at or before any later crossing, so the raw ``eta_p50`` is never later than where the median
+forecast crosses.
+
+Recalibration. When the fleet's scored estimates have shown how far these raw probabilities are
+off, a monotone map ``g`` learned from them (:mod:`forecaster.calibration`) is applied:
+``p_breach = g(raw share)`` and ``eta_pQ`` is the first-passage quantile at the raw level
+``g^-1(Q)``. The order of the quantiles and ``p_breach`` in [0, 1] hold either way; the point
+crossing bound holds for the raw distribution (the map may move ``eta_p50`` by what the record
+showed). Every answer keeps its raw ``p_breach`` and raw quantiles at ``calibration.LEVELS``, which
+later score it.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from forecaster.calibration import LEVELS, Calibration
 from forecaster.policies import Policy, format_duration, steps_per_day
 from forecaster.scales import Transform, inverse
 from forecaster.schema import DECISIONS
@@ -121,7 +130,12 @@ class DecisionSettings:
 
 @dataclass(frozen=True, slots=True)
 class Intervention:
-    """The answer for one series."""
+    """The answer for one series.
+
+    ``p_raw`` and ``passage`` are the sample paths' own ``p_breach`` and first-passage quantiles
+    at ``calibration.LEVELS`` (seconds after ``now``, None beyond the horizon), before any
+    recalibration; absent when already breached.
+    """
 
     unique_id: str
     limit: float
@@ -138,6 +152,8 @@ class Intervention:
     reason: str
     last_value: float
     evidence: tuple[Evidence, ...] = field(default_factory=tuple)
+    p_raw: float | None = None
+    passage: tuple[float | None, ...] = ()
 
 
 def sample_paths(dist: ForecastDist, n_paths: int, rng: np.random.Generator) -> np.ndarray:
@@ -190,6 +206,20 @@ def first_passage_steps(paths: np.ndarray, limit: float, direction: str) -> np.n
     return first
 
 
+def _passage_offsets(steps: np.ndarray, dist: ForecastDist,
+                     now: datetime) -> tuple[float | None, ...]:
+    """The first-passage quantiles at ``LEVELS``: seconds from ``now`` to the middle of each
+    one's step, None where fewer paths than that level crossed."""
+    out: list[float | None] = []
+    for k in np.quantile(steps, LEVELS, method="inverted_cdf"):
+        if np.isfinite(k):
+            at = dist.ds[int(k)].astype("datetime64[us]").item() + dist.step / 2
+            out.append(max(0.0, (at - now).total_seconds()))
+        else:
+            out.append(None)
+    return tuple(out)
+
+
 def is_past(value: float | np.ndarray, policy: Policy) -> bool | np.ndarray:
     """Whether a value (or, elementwise, an array of them) is past the policy's limit."""
     return value > policy.limit if policy.direction == "above" else value < policy.limit
@@ -239,6 +269,7 @@ def time_to_intervention(
     settings: DecisionSettings,
     rng: np.random.Generator,
     evidence: tuple[Evidence, ...] = (),
+    calibration: Calibration | None = None,
 ) -> Intervention:
     """Compute the answer for one series.
 
@@ -254,6 +285,8 @@ def time_to_intervention(
             raise urgency without touching the probabilities: an ``ok`` becomes a ``watch``,
             the reason lists them, and among answers of the same decision those with
             precursors rank first, strongest first (``urgency_key``).
+        calibration: The map learned from the scored estimates, if any (see the module
+            docstring); None answers with the raw distribution.
 
     Returns:
         The intervention, with ``eta_p10 <= eta_p50 <= eta_p90`` where present, ``p_breach`` in
@@ -269,6 +302,8 @@ def time_to_intervention(
     eta50: datetime | None
     eta90: datetime | None
     act_by: datetime | None
+    p_raw: float | None = None
+    passage: tuple[float | None, ...] = ()
 
     if is_past(observation.last_value, policy):
         decision = "breached"
@@ -284,13 +319,16 @@ def time_to_intervention(
         with np.errstate(over="ignore"):  # a path far out maps to an end of the domain
             on_metric_scale = inverse(paths, dist.transform)
         steps = first_passage_steps(on_metric_scale, policy.limit, policy.direction)
-        p_breach = float(np.isfinite(steps).mean())
+        p_raw = float(np.isfinite(steps).mean())
+        p_breach = calibration.level(p_raw) if calibration is not None else p_raw
+        passage = _passage_offsets(steps, dist, now)
         etas: list[datetime | None] = []
         # A crossing somewhere inside step k: eta_p50 is the step's midpoint, and the interval
         # spans whole steps, from the start of eta_p10's to the end of eta_p90's; never before
         # now.
         for q, within in ((0.1, 0.0), (0.5, 0.5), (0.9, 1.0)):
-            k = np.quantile(steps, q, method="inverted_cdf")
+            level = calibration.raw_level(q) if calibration is not None else q
+            k = np.quantile(steps, level, method="inverted_cdf") if level is not None else np.inf
             if np.isfinite(k):
                 at = dist.ds[int(k)].astype("datetime64[us]").item() + step * within
                 etas.append(max(at, now))
@@ -334,7 +372,7 @@ def time_to_intervention(
         action=policy.action, lead_time=policy.lead_time, eta_p10=eta10, eta_p50=eta50,
         eta_p90=eta90, p_breach=p_breach, act_by=act_by, decision=decision,
         next_check_at=next_check, reason=reason, last_value=observation.last_value,
-        evidence=evidence)
+        evidence=evidence, p_raw=p_raw, passage=passage)
 
 
 def urgency_key(item: Intervention) -> tuple[int, float, datetime, float]:

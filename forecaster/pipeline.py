@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from forecaster.anomaly import AnomalySettings
+from forecaster.calibration import LEVELS, Calibration, fit_columns
 from forecaster.config import Settings
 from forecaster.forecast import (
     FALLBACK,
@@ -39,7 +40,6 @@ from forecaster.intervention import (
 )
 from forecaster.policies import Policy, policy_for
 from forecaster.precursors import Anomaly, PrecursorSettings, SeriesInput, evidence, scan
-from forecaster.reliability import widen_factor
 from forecaster.scales import inverse
 from forecaster.store import Store
 
@@ -225,7 +225,9 @@ class Inputs:
         events: The latest event of each service up to now.
         choices: Stored model choices by series id: (model, chosen at).
         reliability: Per series id, how right its scored estimates were (see
-            forecaster.reliability), with the ``widen`` factor for its next answers.
+            forecaster.reliability).
+        calibration: The map of first-passage levels learned from the fleet's scored
+            estimates (see forecaster.calibration); None until they weigh enough.
     """
 
     targets: list[Target]
@@ -236,6 +238,7 @@ class Inputs:
     events: dict[str, datetime]
     choices: dict[int, tuple[str, datetime]]
     reliability: dict[int, dict[str, float | int | None]] = field(default_factory=dict)
+    calibration: Calibration | None = None
 
 
 @dataclass(slots=True)
@@ -245,6 +248,7 @@ class Computed:
     result: RunResult
     frames: dict[str, pl.DataFrame]
     anomaly_failures: dict[int, str]
+    calibration: dict[str, float] | None = None
 
     def detail(self, settings: Settings) -> str:
         r = self.result
@@ -252,6 +256,7 @@ class Computed:
                            "failed": r.failed, "reselected": r.reselected,
                            "anomalies": r.anomalies, "precursors": r.precursors,
                            "anomaly_failures": self.anomaly_failures,
+                           "calibration": self.calibration,
                            "timings": {k: round(v, 3) for k, v in r.timings.items()}})
 
 
@@ -268,20 +273,33 @@ def gather(store: Store, policies: tuple[Policy, ...], now: datetime,
     """Read everything a refresh needs, up to ``now``."""
     targets, scanned = _targets(store, policies)
     points = store.points_up_to([sid for sid, *_ in scanned], now)
-    per_series, _ = store.reliability(since=now - settings.reliability_window)
+    since = now - settings.reliability_window
+    per_series, _ = store.reliability(since=since)
     reliability: dict[int, dict[str, float | int | None]] = {}
     for row in per_series.iter_rows(named=True):
         sid = int(row.pop("series_id"))
         row.pop("unique_id")
-        row["widen"] = widen_factor(row["coverage"], row["crossings"],
-                                    settings.reliability_min_crossings)
         reliability[sid] = row
+    record = store.calibration_record(since)
     return Inputs(targets=targets, scanned=scanned,
                   sids=points.column("series_id").to_numpy(),
                   ts=points.column("ts").to_numpy().astype("datetime64[us]"),
                   values=points.column("value").to_numpy(),
                   events=_latest_events(store, now), choices=store.model_choices(),
-                  reliability=reliability)
+                  reliability=reliability,
+                  calibration=_calibration(record, settings))
+
+
+def _calibration(record: pl.DataFrame, settings: Settings) -> Calibration | None:
+    """The map from the stored record (``Store.calibration_record``)."""
+    if record.is_empty():
+        return None
+    return fit_columns(
+        record["series_id"].to_numpy(), record["as_of"].to_numpy(),
+        record["passage"].list.to_array(len(LEVELS)).to_numpy().astype(float),
+        record["p_raw"].to_numpy().astype(float), record["horizon_s"].to_numpy().astype(float),
+        record["crossing_s"].fill_null(float("nan")).to_numpy().astype(float),
+        settings.calibration_prior, settings.calibration_min_weight)
 
 
 def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
@@ -359,15 +377,12 @@ def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
             continue
         target = by_uid[item.unique_id]
         dist, _ = dists[item.unique_id]
-        widen = float(inputs.reliability.get(target.series_id, {}).get("widen") or 1.0)
-        if widen != 1.0:
-            dist = replace(dist, sd=dist.sd * widen,
-                           residuals=None if dist.residuals is None else dist.residuals * widen)
         rng = np.random.default_rng([settings.seed, target.series_id])
         try:
             answers[item.unique_id] = time_to_intervention(
                 item.unique_id, dist, target.policy, item.observation, now, decision, rng,
-                evidence=evidence(found, target.series_id, now, settings.anomaly_fresh))
+                evidence=evidence(found, target.series_id, now, settings.anomaly_fresh),
+                calibration=inputs.calibration)
         except Exception as exc:  # noqa: BLE001
             failures[item.unique_id] = f"intervention: {type(exc).__name__}: {exc}"
     result.timings["intervention"] = time.perf_counter() - clock
@@ -377,7 +392,8 @@ def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
     frames["anomalies"] = _anomaly_frame(result.run_id, found, settings.anomaly_detector)
     result.failed = len(failures)
     result.interventions = sorted(answers.values(), key=urgency_key)
-    return Computed(result=result, frames=frames, anomaly_failures=anomaly_failures)
+    return Computed(result=result, frames=frames, anomaly_failures=anomaly_failures,
+                    calibration=inputs.calibration.describe() if inputs.calibration else None)
 
 
 
@@ -439,7 +455,9 @@ def _frames(
                 "direction": answer.direction, "action": answer.action,
                 "lead_time_s": answer.lead_time.total_seconds(), "eta_p10": answer.eta_p10,
                 "eta_p50": answer.eta_p50, "eta_p90": answer.eta_p90,
-                "p_breach": answer.p_breach, "act_by": answer.act_by,
+                "p_breach": answer.p_breach, "p_breach_raw": answer.p_raw,
+                "passage": list(answer.passage) if answer.passage else None,
+                "act_by": answer.act_by,
                 "decision": answer.decision, "next_check_at": answer.next_check_at,
                 "reason": answer.reason, "last_value": answer.last_value,
                 "precursor_score": max((e.score for e in answer.evidence), default=None),

@@ -155,9 +155,10 @@ def test_a_calibrated_forecaster_covers_eighty_percent() -> None:
 
 
 def test_no_answer_uses_data_past_its_cutoff() -> None:
-    s = line(8 * 288, 20.0, 0.4, noise=2.0, seed=4)
-    cutoffs = [T0 + timedelta(days=5), T0 + timedelta(days=5, hours=12)]
-    settings = Settings(sample_paths=500)
+    s = line(8 * 288, 20.0, 0.5, noise=2.0, seed=4)  # passes 100 at 160 h
+    cutoffs = [T0 + timedelta(days=3), T0 + timedelta(days=5), T0 + timedelta(days=5, hours=12)]
+    # the day-3 estimate is scored by day 5 and recalibrates the later ones
+    settings = Settings(sample_paths=500, calibration_min_weight=1)
     before = run([s], cutoffs, settings)
     wild = s.values.copy()
     last = np.datetime64(cutoffs[-1], "us")
@@ -169,6 +170,15 @@ def test_no_answer_uses_data_past_its_cutoff() -> None:
                                                      "seasonal_naive"}
     assert before.estimates == after.estimates
     assert before.outcomes != after.outcomes  # the future itself did change
+    ours = sorted((e for e in before.estimates if e.method == "forecaster"),
+                  key=lambda e: e.cutoff)
+    assert ours[0].p_breach == ours[0].p_raw  # nothing scored yet
+    # The record by day 5: the day-3 estimate, no crossing by day 5 (the line is at 80), a
+    # censored value only, so Kaplan-Meier sees no event and the map is the identity weighed
+    # 30 against 1 for a zero CDF: g(u) = 30 u / 31.
+    assert outcome(s, cutoffs[0]).crossing is None
+    for e in ours[1:]:
+        assert e.p_raw == 1.0 and e.p_breach == pytest.approx(30 / 31)
     figures = score(before)
     for method in figures.values():
         assert method["brier"] is None or 0.0 <= method["brier"] <= 1.0

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
+from forecaster.calibration import LEVELS, Calibration
 from forecaster.intervention import (
     DecisionSettings,
     Evidence,
@@ -39,10 +40,11 @@ def policy(limit: float, direction: str = "above", lead: timedelta = timedelta(h
                   lead_time=lead)
 
 
-def answer(d: ForecastDist, p: Policy, last: float = 0.0, seed: int = 1):
+def answer(d: ForecastDist, p: Policy, last: float = 0.0, seed: int = 1,
+           calibration: Calibration | None = None):
     obs = Observation(last_ts=NOW - STEP, last_value=last, trend_per_day=0.0, level=last)
     return time_to_intervention("svc:queue_depth", d, p, obs, NOW, SETTINGS,
-                                np.random.default_rng(seed))
+                                np.random.default_rng(seed), calibration=calibration)
 
 
 def test_a_certain_linear_rise_crosses_where_the_line_does() -> None:
@@ -96,6 +98,26 @@ def test_an_uncertain_crossing_is_watched_with_the_probability_it_has() -> None:
     assert a.decision == "watch" and a.eta_p10 is not None and a.eta_p50 is None
 
 
+def test_a_recalibrated_answer_reads_the_raw_distribution_through_the_map() -> None:
+    grid = np.linspace(0.0, 1.0, 201)
+    halve = Calibration(grid=grid, values=grid / 2, weight=100.0)  # every chance said twice
+    d, p = dist(np.zeros(336), 1.0), policy(3.2)
+    raw, fixed = answer(d, p), answer(d, p, calibration=halve)
+    assert raw.p_raw == raw.p_breach == fixed.p_raw  # same paths; the raw share is kept
+    assert fixed.p_breach == pytest.approx(raw.p_breach / 2)
+    assert fixed.passage == raw.passage and len(raw.passage) == len(LEVELS)
+    known = [s for s in raw.passage if s is not None]
+    assert known == sorted(known)
+    # eta_p10 is now the raw 0.2 quantile: the start of the step whose middle `passage` holds
+    at_02 = raw.passage[LEVELS.index(0.2)]
+    assert at_02 is not None and fixed.eta_p10 == NOW + timedelta(seconds=at_02) - STEP / 2
+    assert raw.eta_p10 is not None and fixed.eta_p10 > raw.eta_p10
+    assert fixed.eta_p50 is None and fixed.decision == "watch"  # 0.103 >= p_watch 0.1
+    # answers past their limit keep no raw distribution (they are not scored)
+    breached = answer(d, p, last=5.0, calibration=halve)
+    assert breached.decision == "breached" and breached.p_raw is None and breached.passage == ()
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_invariants_on_random_distributions(seed: int) -> None:
     rng = np.random.default_rng(seed)
@@ -108,6 +130,15 @@ def test_invariants_on_random_distributions(seed: int) -> None:
     assert 0.0 <= a.p_breach <= 1.0
     etas = [e for e in (a.eta_p10, a.eta_p50, a.eta_p90) if e is not None]
     assert etas == sorted(etas)
+    # the same with a random monotone recalibration map
+    grid = np.linspace(0.0, 1.0, 201)
+    values = np.concatenate([[0.0], np.cumsum(rng.uniform(0, 1, 200))])
+    cal = Calibration(grid=grid, values=values / values[-1] * rng.uniform(0.5, 1.0), weight=50)
+    b = answer(dist(mean, sd), policy(limit, "above" if seed % 2 else "below"),
+               last=float(mean[0]) - (1 if seed % 2 else -1) * 50, seed=seed, calibration=cal)
+    assert 0.0 <= b.p_breach <= 1.0 and b.p_breach == pytest.approx(cal.level(a.p_breach))
+    calibrated = [e for e in (b.eta_p10, b.eta_p50, b.eta_p90) if e is not None]
+    assert calibrated == sorted(calibrated) and all(e >= NOW for e in calibrated)
     assert all(e >= NOW for e in etas)
     if a.eta_p10 is not None:
         assert a.act_by == a.eta_p10 - timedelta(hours=6) and a.act_by < a.eta_p10

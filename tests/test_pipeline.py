@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from conftest import run_cli
 
 import forecaster.pipeline as pipeline
+from forecaster.calibration import LEVELS, Scored, fit_record
 from forecaster.config import Settings
 from forecaster.ingest import ingest_points_frame
 from forecaster.pipeline import run_once
@@ -185,3 +187,32 @@ def test_a_failing_model_selection_falls_back_instead_of_failing_the_run(
     provenance = {r["unique_id"]: r for r in fleet_store.run_series().iter_rows(named=True)}
     assert provenance["flat:depth"]["model"] == "RWD"
     assert provenance["flat:depth"]["status"] == "fallback"
+
+
+def test_answers_go_through_the_map_learned_from_scored_estimates(fleet_store: Store) -> None:
+    short = tuple(replace(p, horizon=timedelta(days=1)) for p in POLICIES)
+    settings = Settings(calibration_min_weight=2)
+    for days_ago in (3, 2):  # estimates whose one-day horizon has passed by NOW
+        run_once(fleet_store, settings, short, NOW - timedelta(days=days_ago))
+    first = fleet_store.interventions()
+    live = first.filter(pl.col("decision") != "breached")
+    assert live["p_breach"].to_list() == live["p_breach_raw"].to_list()  # no record yet
+    passages = fleet_store.cursor().sql(
+        "SELECT passage FROM interventions WHERE decision <> 'breached'").fetchall()
+    assert passages and all(len(p) == len(LEVELS) for (p,) in passages)
+    result = run_once(fleet_store, settings, short, NOW)
+    record = [Scored(**r) for r in
+              fleet_store.calibration_record(NOW - settings.reliability_window)
+              .iter_rows(named=True)]
+    # scored by the second run and this one: those not past their limit whose series has
+    # points to the horizon's end
+    assert 1 <= result.scored < len(record)
+    detail = json.loads(fleet_store.run(result.run_id)["detail"])
+    # one series' estimates of one day weigh 1 (here one estimate each)
+    assert detail["calibration"]["weight"] == len({(r.series_id, r.as_of) for r in record})
+    cal = fit_record(record, settings.calibration_prior, settings.calibration_min_weight)
+    assert cal is not None
+    latest = fleet_store.interventions().filter(pl.col("decision") != "breached")
+    for row in latest.iter_rows(named=True):
+        assert row["p_breach"] == pytest.approx(cal.level(row["p_breach_raw"]))
+        assert 0.0 <= row["p_breach"] <= 1.0

@@ -1,5 +1,5 @@
 """Self-scoring: published estimates scored once their horizon has passed, on a hand-made case
-with hand-computed figures, and the widening rule."""
+with hand-computed figures, and the record the recalibration map is fitted on."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from forecaster.calibration import LEVELS, Scored, pit
 from forecaster.ingest import ingest_points_frame
-from forecaster.intervention import Z80
-from forecaster.reliability import MAX_FACTOR, interval_credit, widen_factor
+from forecaster.reliability import interval_credit
 from forecaster.store import Store
 
 T0 = datetime(2026, 11, 1)
@@ -20,18 +20,21 @@ H = timedelta(hours=1)
 
 
 def publish(store: Store, as_of_h: int, p: float, decision: str,
-            etas: tuple[int | None, int | None, int | None]) -> int:
+            etas: tuple[int | None, int | None, int | None],
+            raw: tuple[float, list[float | None]] | None = None) -> int:
     as_of = T0 + as_of_h * H
     run_id = store.start_run(as_of, as_of, "test")
     [sid] = store.series()["series_id"].to_list()
     row = {"run_id": run_id, "series_id": sid, "service": "svc", "metric": "queue_depth",
            "limit_value": 100.0, "direction": "above", "action": "scale_out",
            "lead_time_s": 7200.0, "p_breach": p, "decision": decision, "reason": "test",
-           "horizon_s": timedelta(days=2).total_seconds()}
+           "horizon_s": timedelta(days=2).total_seconds(),
+           "p_breach_raw": raw[0] if raw else None, "passage": raw[1] if raw else None}
     for name, hours in zip(("eta_p10", "eta_p50", "eta_p90"), etas, strict=True):
         row[name] = T0 + hours * H if hours is not None else None
-    frame = pl.DataFrame([row], schema_overrides={k: pl.Datetime("us") for k in
-                                                  ("eta_p10", "eta_p50", "eta_p90")})
+    frame = pl.DataFrame([row], schema_overrides={
+        **{k: pl.Datetime("us") for k in ("eta_p10", "eta_p50", "eta_p90")},
+        "p_breach_raw": pl.Float64, "passage": pl.List(pl.Float64)})
     store.publish_run(run_id, as_of, run_series=pl.DataFrame(), forecasts=pl.DataFrame(),
                       interventions=frame, choices=pl.DataFrame(), detail="{}")
     return run_id
@@ -67,13 +70,28 @@ def test_published_estimates_are_scored_once_with_hand_computed_figures(tmp_path
     assert row["coverage"] == pytest.approx(overall["coverage"])
 
 
-def test_intervals_are_widened_only_when_they_proved_too_narrow() -> None:
-    # covering half of the crossings: a Gaussian interval of +-0.674 sd, widened to +-1.28 sd
-    assert widen_factor(0.5, crossings=10, min_crossings=10) == pytest.approx(Z80 / 0.6745,
-                                                                              rel=1e-3)
-    assert widen_factor(0.9, crossings=50, min_crossings=10) == 1.0  # too wide: left alone
-    assert widen_factor(0.5, crossings=9, min_crossings=10) == 1.0  # too little evidence
-    assert widen_factor(None, crossings=0, min_crossings=10) == 1.0
-    assert widen_factor(0.0, crossings=30, min_crossings=10) == MAX_FACTOR
-    factors = [widen_factor(c, 20, 10) for c in (0.1, 0.3, 0.5, 0.7, 0.79)]
-    assert factors == sorted(factors, reverse=True) and all(f >= 1.0 for f in factors)
+def test_scored_estimates_with_their_raw_distribution_form_the_calibration_record(
+        tmp_path: Path) -> None:
+    hours = np.arange(120)
+    values = np.where(hours == 30, 120.0, 50.0)  # past 100 at 30 h only
+    # raw first-passage quantiles: level 0.05 k at 2 k hours (as far as the raw p reaches)
+    passage = [2.0 * 3600 * k if level <= 0.8 else None for k, level in enumerate(LEVELS, 1)]
+    with Store.open(tmp_path / "s.duckdb", now=T0) as store:
+        ingest_points_frame(store, pl.DataFrame({
+            "ts": [T0 + int(h) * H for h in hours], "service": "svc", "metric": "queue_depth",
+            "value": values}), now=T0)
+        publish(store, 0, 0.7, "schedule", (20, 25, 40), raw=(0.8, passage))  # crossing at 30 h
+        publish(store, 40, 0.3, "ok", (70, None, None), raw=(0.4, passage))  # none
+        publish(store, 45, 0.3, "ok", (70, None, None))  # kept no raw distribution: left out
+        assert store.score_estimates(T0 + 119 * H) == 3
+        record = [Scored(**row) for row in
+                  store.calibration_record(T0).iter_rows(named=True)]
+    assert [r.as_of for r in record] == [T0, T0 + 40 * H]
+    first, second = record
+    assert first.crossing_s == 30 * 3600 and first.p_raw == 0.8
+    assert first.horizon_s == 48 * 3600 and list(first.passage) == passage
+    assert second.crossing_s is None
+    # 30 h lies between the quantiles at 0.75 (30 h) and 0.80 (32 h): u = 0.75
+    assert pit(first.passage, first.p_raw, first.horizon_s, first.crossing_s) == (
+        pytest.approx(0.75), False)
+    assert pit(second.passage, second.p_raw, second.horizon_s, None) == (0.4, True)

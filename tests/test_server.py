@@ -291,7 +291,12 @@ def test_series_forecast_history_services_runs_and_anomalies(server: Server) -> 
         assert anomalies.status_code == 200 and isinstance(anomalies.json()["items"], list)
         reliability = http.get("/v1/reliability").json()
         assert reliability["overall"]["scored"] == 0 and reliability["items"] == []  # too new
-        assert "reliability" in http.get("/v1/interventions").json()["items"][0]
+        assert reliability["calibration"] is None  # no record yet: answers are the raw ones
+        items = http.get("/v1/interventions").json()["items"]
+        assert "reliability" in items[0]
+        for item in items:  # the raw share of paths, kept beside the published p_breach
+            raw = item["p_breach_raw"]
+            assert raw is None if item["decision"] == "breached" else 0 <= raw <= 1
         docs = http.get("/docs")
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
         assert "/v1/interventions" in http.get("/openapi.json").json()["paths"]

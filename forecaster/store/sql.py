@@ -183,6 +183,17 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 PRIMARY KEY (run_id, series_id))""",
         ],
     ),
+    (
+        6,
+        "raw first-passage distribution kept with each estimate, for recalibration",
+        [
+            # The sample paths' own p_breach and first-passage quantiles at
+            # forecaster.calibration.LEVELS (seconds after the as-of time; NULL beyond the
+            # horizon), before the map learned from scored estimates is applied.
+            "ALTER TABLE interventions ADD COLUMN p_breach_raw DOUBLE",
+            "ALTER TABLE interventions ADD COLUMN passage DOUBLE[]",
+        ],
+    ),
 ]
 
 SCHEMA_VERSION_TABLE_EXISTS = (
@@ -551,6 +562,22 @@ GROUP BY ALL ORDER BY unique_id"""
 RELIABILITY_OVERALL = f"""
 SELECT {_RELIABILITY_FIGURES}
 FROM estimate_scores e WHERE e.as_of >= ?"""
+# The scored estimates made since parameter 1 that kept their raw distribution, as
+# forecaster.calibration.Scored (the record the recalibration map is fitted on): the first of
+# each series in each 6 hours, since refreshes every few minutes make near-copies (and 30 days of
+# a thousand series would otherwise be millions of rows each refresh).
+CALIBRATION_RECORD = """
+WITH thinned AS (
+    SELECT run_id, series_id, as_of, crossing FROM estimate_scores
+    WHERE as_of >= ?
+    QUALIFY row_number() OVER (PARTITION BY series_id, time_bucket(INTERVAL 6 HOUR, as_of)
+                               ORDER BY as_of, run_id) = 1
+)
+SELECT e.series_id, e.as_of, i.passage, i.p_breach_raw AS p_raw, i.horizon_s,
+       epoch(e.crossing) - epoch(e.as_of) AS crossing_s
+FROM thinned e JOIN interventions i USING (run_id, series_id)
+WHERE i.passage IS NOT NULL AND i.p_breach_raw IS NOT NULL
+ORDER BY e.as_of, e.series_id"""
 ANOMALIES = """
 SELECT a.run_id, a.service || ':' || a.metric AS unique_id, a.service, a.metric, a.ts, a.score,
        a.precursor, a.corroborated_by, a.detail, a.detector, a.features
@@ -582,8 +609,8 @@ _URGENCY = "CASE i.decision " + " ".join(
     f"WHEN '{d}' THEN {rank}" for rank, d in enumerate(DECISIONS)) + f" ELSE {len(DECISIONS)} END"
 INTERVENTIONS = """
 SELECT i.run_id, s.service || ':' || s.metric AS unique_id, i.service, i.metric, i.decision,
-       i.p_breach, i.eta_p10, i.eta_p50, i.eta_p90, i.act_by, i.action, i.lead_time_s,
-       i.limit_value, i.direction, i.last_value, i.next_check_at, i.reason,
+       i.p_breach, i.p_breach_raw, i.eta_p10, i.eta_p50, i.eta_p90, i.act_by, i.action,
+       i.lead_time_s, i.limit_value, i.direction, i.last_value, i.next_check_at, i.reason,
        i.precursor_score, i.precursors, i.reliability,
        r.model, r.train_start, r.train_end, r.last_point, r.freshness_s, r.flags
 FROM interventions i

@@ -460,6 +460,11 @@ class Store:
         overall = _frame(cur, sql.RELIABILITY_OVERALL, [since]).to_dicts()[0]
         return per_series, overall
 
+    def calibration_record(self, since: datetime) -> pl.DataFrame:
+        """The scored estimates made since ``since`` with their raw first-passage
+        distribution (the columns of ``forecaster.calibration.Scored``)."""
+        return _frame(self.cursor(), sql.CALIBRATION_RECORD, [since])
+
     def anomalies(self, since: datetime | None = None, service: str | None = None,
                   run_id: int | None = None) -> pl.DataFrame:
         """Anomalies a published run found (default: the latest), newest first.
