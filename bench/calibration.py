@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from forecaster.calibration import fit_frame  # noqa: E402
 from forecaster.config import Settings  # noqa: E402
-from forecaster.pipeline import _calibration  # noqa: E402
 from forecaster.store import Store  # noqa: E402
 
 T0 = datetime(2026, 10, 1)
@@ -83,8 +83,9 @@ def main() -> None:
         record = st.calibration_record(T0)
         baseline = timed(lambda: st.reliability(since=T0), args.repeat)
         read = timed(lambda: st.calibration_record(T0), args.repeat)
-        fit = timed(lambda: _calibration(record, settings), args.repeat)
-        cal = _calibration(record, settings)
+        prior, least = settings.calibration_prior, settings.calibration_min_weight
+        fit = timed(lambda: fit_frame(record, prior, least), args.repeat)
+        cal = fit_frame(record, prior, least)
     figures = {
         "series": args.series, "days": args.days, "scored_estimates": int(scored),
         "record_rows": record.height, "reliability_read_s": round(baseline, 3),

@@ -11,8 +11,9 @@ Methods:
 - ``forecaster``: exactly what a refresh at ``c`` would have published (:func:`pipeline.compute`
   on the points, events and model choices as they were at ``c``; a model choice is re-made when
   a day old, as in production), with the recalibration map fitted, as in production, on its own
-  earlier estimates whose horizon had passed by ``c`` (all series together; see
-  :mod:`forecaster.calibration`).
+  earlier estimates of the last ``reliability_window`` whose horizon had passed by ``c`` (all
+  series together; see :mod:`forecaster.calibration`; production reads at most one estimate per
+  series in 6 hours, which cut-offs 6 hours or more apart already are).
 - ``predict_linear_6h``, ``predict_linear_24h``: Prometheus' ``predict_linear``: a least-squares
   line through the raw points of the last 6 h (24 h), extrapolated to the limit.
 - ``timeleft_7d``: Zabbix's ``timeleft`` with its default linear fit, over the last 7 days.
@@ -297,8 +298,12 @@ def run(series: Sequence[Series], cutoffs: Iterable[datetime], settings: Setting
                 and s.ts[-1] >= np.datetime64(cutoff + s.policy.horizon - s.policy.freq, "us")]
         result.outcomes.extend(outcomes[s.unique_id] for s in live)
         if "forecaster" in methods and live:
+            # as a refresh would: the estimates of the last reliability_window whose horizon
+            # has passed
+            since = cutoff - settings.reliability_window
             calibration = fit_record(
-                [_scored(e, o, s) for e, o, s in made if o.horizon_end <= cutoff],
+                [_scored(e, o, s) for e, o, s in made
+                 if o.horizon_end <= cutoff and e.cutoff >= since],
                 settings.calibration_prior, settings.calibration_min_weight)
             answers = ours(live, cutoff, settings, events or {}, choices, calibration)
             result.estimates.extend(answers)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+import polars as pl
 
 LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05, 0.10, ..., 0.95
 _GRID = np.linspace(0.0, 1.0, 201)
@@ -233,5 +234,18 @@ def fit_columns(series_id: np.ndarray, as_of: np.ndarray, passage: np.ndarray,
     return fit(u, censored, day_weights(series_id, as_of), prior, min_weight)
 
 
-__all__ = ["LEVELS", "Calibration", "Scored", "day_weights", "fit", "fit_columns", "fit_record",
-           "pit", "pits"]
+def fit_frame(record: pl.DataFrame, prior: float, min_weight: float) -> Calibration | None:
+    """The map from a stored record (``Store.calibration_record``: the columns of
+    :class:`Scored`, ``passage`` a list column with nulls beyond the horizon)."""
+    if record.is_empty():
+        return None
+    return fit_columns(
+        record["series_id"].to_numpy(), record["as_of"].to_numpy(),
+        record["passage"].list.to_array(len(LEVELS)).to_numpy().astype(float),
+        record["p_raw"].to_numpy().astype(float), record["horizon_s"].to_numpy().astype(float),
+        record["crossing_s"].fill_null(float("nan")).to_numpy().astype(float),
+        prior, min_weight)
+
+
+__all__ = ["LEVELS", "Calibration", "Scored", "day_weights", "fit", "fit_columns", "fit_frame",
+           "fit_record", "pit", "pits"]

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from forecaster.anomaly import AnomalySettings
-from forecaster.calibration import LEVELS, Calibration, fit_columns
+from forecaster.calibration import Calibration, fit_frame
 from forecaster.config import Settings
 from forecaster.forecast import (
     FALLBACK,
@@ -287,19 +287,8 @@ def gather(store: Store, policies: tuple[Policy, ...], now: datetime,
                   values=points.column("value").to_numpy(),
                   events=_latest_events(store, now), choices=store.model_choices(),
                   reliability=reliability,
-                  calibration=_calibration(record, settings))
-
-
-def _calibration(record: pl.DataFrame, settings: Settings) -> Calibration | None:
-    """The map from the stored record (``Store.calibration_record``)."""
-    if record.is_empty():
-        return None
-    return fit_columns(
-        record["series_id"].to_numpy(), record["as_of"].to_numpy(),
-        record["passage"].list.to_array(len(LEVELS)).to_numpy().astype(float),
-        record["p_raw"].to_numpy().astype(float), record["horizon_s"].to_numpy().astype(float),
-        record["crossing_s"].fill_null(float("nan")).to_numpy().astype(float),
-        settings.calibration_prior, settings.calibration_min_weight)
+                  calibration=fit_frame(record, settings.calibration_prior,
+                                                settings.calibration_min_weight))
 
 
 def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
