@@ -31,6 +31,7 @@ later score it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from statistics import NormalDist
@@ -206,18 +207,19 @@ def first_passage_steps(paths: np.ndarray, limit: float, direction: str) -> np.n
     return first
 
 
-def _passage_offsets(steps: np.ndarray, dist: ForecastDist,
-                     now: datetime) -> tuple[float | None, ...]:
-    """The first-passage quantiles at ``LEVELS``: seconds from ``now`` to the middle of each
-    one's step, None where fewer paths than that level crossed."""
-    out: list[float | None] = []
-    for k in np.quantile(steps, LEVELS, method="inverted_cdf"):
-        if np.isfinite(k):
-            at = dist.ds[int(k)].astype("datetime64[us]").item() + dist.step / 2
-            out.append(max(0.0, (at - now).total_seconds()))
-        else:
-            out.append(None)
-    return tuple(out)
+def _quantile_times(steps: np.ndarray, levels: Sequence[float | None], dist: ForecastDist,
+                    within: Sequence[float]) -> list[datetime | None]:
+    """Per level, a time inside the step of the first-passage quantile at that level (``within``
+    0 is its start, 0.5 its middle, 1 its end); None for a level that is None or that fewer
+    paths than it crossed. One quantile call for all levels."""
+    known = [level for level in levels if level is not None]
+    ks = iter(np.quantile(steps, known, method="inverted_cdf") if known else ())
+    out: list[datetime | None] = []
+    for level, w in zip(levels, within, strict=True):
+        k = next(ks) if level is not None else np.inf
+        out.append(dist.ds[int(k)].astype("datetime64[us]").item() + dist.step * w
+                   if np.isfinite(k) else None)
+    return out
 
 
 def is_past(value: float | np.ndarray, policy: Policy) -> bool | np.ndarray:
@@ -321,19 +323,15 @@ def time_to_intervention(
         steps = first_passage_steps(on_metric_scale, policy.limit, policy.direction)
         p_raw = float(np.isfinite(steps).mean())
         p_breach = calibration.level(p_raw) if calibration is not None else p_raw
-        passage = _passage_offsets(steps, dist, now)
-        etas: list[datetime | None] = []
+        passage = tuple(None if t is None else max(0.0, (t - now).total_seconds())
+                        for t in _quantile_times(steps, LEVELS, dist, (0.5,) * len(LEVELS)))
         # A crossing somewhere inside step k: eta_p50 is the step's midpoint, and the interval
         # spans whole steps, from the start of eta_p10's to the end of eta_p90's; never before
         # now.
-        for q, within in ((0.1, 0.0), (0.5, 0.5), (0.9, 1.0)):
-            level = calibration.raw_level(q) if calibration is not None else q
-            k = np.quantile(steps, level, method="inverted_cdf") if level is not None else np.inf
-            if np.isfinite(k):
-                at = dist.ds[int(k)].astype("datetime64[us]").item() + step * within
-                etas.append(max(at, now))
-            else:
-                etas.append(None)
+        levels = [calibration.raw_level(q) if calibration is not None else q
+                  for q in (0.1, 0.5, 0.9)]
+        etas = [None if t is None else max(t, now)
+                for t in _quantile_times(steps, levels, dist, (0.0, 0.5, 1.0))]
         eta10, eta50, eta90 = etas
         act_by = eta10 - policy.lead_time if eta10 is not None else None
         horizon = _fmt_days(dist.ds[-1].astype("datetime64[us]").item() + step - now)
