@@ -1,9 +1,10 @@
 # %% [markdown]
 # # Explore the sample fleet
 #
-# A notebook in the percent format (Jupyter opens it with jupytext; `python notebooks/explore_fleet.py`
-# runs it as a script). It uses only the public Python API: open a store, add points from a
-# frame, refresh, and read history, answers and forecasts as polars frames.
+# A notebook in the percent format (Jupyter opens it with jupytext;
+# `python notebooks/explore_fleet.py` runs it as a script). It uses only the public Python
+# API: open a store, add points from a frame, refresh, and read history, answers and forecasts
+# as polars frames.
 
 # %%
 import json
