@@ -8,29 +8,34 @@ The Python API notebooks and scripts use::
     store.history(service="chat-api")   # polars: unique_id, ds, y
     forecaster.refresh(store)           # forecast and publish one run
     store.interventions()               # the answers, most urgent first
+
+The names below are imported on first use (PEP 562), so that ``import forecaster`` and the
+command line start without loading DuckDB, polars, statsforecast or PyOD.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import importlib
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from forecaster.config import Settings, load_settings
-from forecaster.ingest import (
-    ReadSpec,
-    ingest_files,
-    ingest_points_frame,
-    ingest_requests_frame,
-)
-from forecaster.pipeline import RunResult, run_once
-from forecaster.policies import Policy, load_policies
-from forecaster.schema import IngestReport, RowError
-from forecaster.store import Store
+from forecaster.clock import utcnow
 
 if TYPE_CHECKING:
     from forecaster.client import RemoteStore
-from forecaster.summary import service_answers
+    from forecaster.config import Settings, load_settings
+    from forecaster.ingest import (
+        ReadSpec,
+        ingest_files,
+        ingest_points_frame,
+        ingest_requests_frame,
+    )
+    from forecaster.pipeline import RunResult, run_once
+    from forecaster.policies import Policy, load_policies
+    from forecaster.schema import IngestReport, RowError
+    from forecaster.store import Store
+    from forecaster.summary import service_answers
 
 __all__ = [
     "IngestReport", "Policy", "ReadSpec", "RowError", "RunResult", "Settings", "Store",
@@ -38,10 +43,37 @@ __all__ = [
     "load_settings", "open_store", "refresh", "run_once", "service_answers", "utcnow",
 ]
 
+# Public name -> the module that defines it.
+_LAZY = {
+    "IngestReport": "forecaster.schema",
+    "RowError": "forecaster.schema",
+    "Policy": "forecaster.policies",
+    "load_policies": "forecaster.policies",
+    "ReadSpec": "forecaster.ingest",
+    "ingest_files": "forecaster.ingest",
+    "ingest_points_frame": "forecaster.ingest",
+    "ingest_requests_frame": "forecaster.ingest",
+    "RunResult": "forecaster.pipeline",
+    "run_once": "forecaster.pipeline",
+    "Settings": "forecaster.config",
+    "load_settings": "forecaster.config",
+    "Store": "forecaster.store",
+    "service_answers": "forecaster.summary",
+}
 
-def utcnow() -> datetime:
-    """The current time in UTC, naive, as the store keeps times."""
-    return datetime.now(UTC).replace(tzinfo=None)
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        # Not ours: let `from forecaster import fleet` fall back to importing the submodule.
+        raise AttributeError(f"module 'forecaster' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def open_store(path: str | Path, settings: Settings | None = None,
@@ -53,6 +85,8 @@ def open_store(path: str | Path, settings: Settings | None = None,
         from forecaster.client import RemoteStore
 
         return RemoteStore(path, token=token)
+    from forecaster.store import Store
+
     return Store.open(path, now=utcnow(), settings=settings, read_only=read_only)
 
 
@@ -67,6 +101,10 @@ def refresh(store: Store, now: datetime | None = None, settings: Settings | None
         policies: A policy TOML file added to the built-in policies.
         reselect: Re-make every model choice now.
     """
+    from forecaster.config import Settings
+    from forecaster.pipeline import run_once
+    from forecaster.policies import load_policies
+
     return run_once(store, settings or Settings(), load_policies(Path(policies) if policies
                                                                  else None),
-                    now or utcnow(), reselect=reselect)
+                    now or utcnow(), reselect=reselect, clock=utcnow)

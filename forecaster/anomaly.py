@@ -37,7 +37,8 @@ from pyod.models.ecod import ECOD
 from scipy.stats import skew
 from sklearn.utils import check_array
 
-DETECTORS = ("ecod", "hbos", "iforest", "knn")
+from forecaster.config import DETECTORS
+
 FEATURES = ("level", "step", "spread", "shift", "long_level", "extreme", "long_spread",
             "drift", "seasonal", "extreme_step", "seasonal_spread")
 

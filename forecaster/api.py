@@ -6,7 +6,11 @@ the next run, and ``Cache-Control: max-age`` up to the next scheduled refresh. F
 default, or Arrow IPC streams with ``Accept: application/vnd.apache.arrow.stream`` (the Python
 client uses that, so it gets the same polars frames as from a file).
 
-Errors are JSON: ``{"error": {"status": 404, "message": "..."}}``.
+Errors are JSON: ``{"error": {"status": 404, "message": "..."}}``. Every bad request gets a 4xx
+that says what was wrong and what is allowed; an unexpected failure gets a 500 that names only an
+id to look up in the server log, never the exception. The token is checked before a body is read,
+bodies are read up to ``max_request_bytes`` (413 beyond), their nesting is bounded before they are
+parsed, and the work per request is linear in its body.
 """
 
 from __future__ import annotations
@@ -14,38 +18,98 @@ from __future__ import annotations
 import hmac
 import io
 import json
+import logging
+import re
+import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
 import polars as pl
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from forecaster import metrics_text
-from forecaster.ingest import ReadSpec, ingest_points_frame, ingest_requests_frame
+from forecaster.clock import json_default
+from forecaster.ingest import (
+    POINT_COLUMNS,
+    REQUEST_COLUMNS,
+    ReadSpec,
+    ingest_points_frame,
+    ingest_requests_frame,
+)
+from forecaster.media import ARROW
 from forecaster.schema import (
     DECISIONS,
+    MAX_YEAR,
+    MIN_YEAR,
+    NAME_PATTERN,
     NAME_RULE,
+    REQUEST_NUMBERS,
     InputError,
-    is_valid_name,
     split_unique_id,
-    to_utc_naive,
+    utc_in_range,
 )
 from forecaster.service import RefreshBusyError, Service
 from forecaster.summary import service_answers
 
-ARROW = "application/vnd.apache.arrow.stream"
+__all__ = ["ARROW", "ApiError", "create_app", "downsample", "read_limited", "rows_frame"]
+
+log = logging.getLogger("forecaster.api")
+
+_NAME = f"^{NAME_PATTERN}$"
+_UID = f"^{NAME_PATTERN}:{NAME_PATTERN}$"
+_ID_MAX = 2**63 - 1  # the store's ids are BIGINT
+_TIME_HELP = (f"ISO 8601 date-time in the years {MIN_YEAR} to {MAX_YEAR} (UTC); an offset is "
+              "converted to UTC, none means UTC")
 _DECISION_HELP = f"only these (repeatable): {', '.join(DECISIONS)}"
-_RunId = Annotated[int | None, Query(description="default: the latest published run")]
-_Service = Annotated[str | None, Query(alias="service", description="only this service")]
+_RunId = Annotated[int | None, Query(ge=1, le=_ID_MAX,
+                                     description="default: the latest published run")]
+_PathRunId = Annotated[int, Path(ge=1, le=_ID_MAX, description="a run id")]
+_Service = Annotated[str | None, Query(alias="service", pattern=_NAME, description=(
+    f"only this service ({NAME_RULE})"))]
+# Times in the store's range start with these years (documented, so that generated clients and
+# fuzzers send times the API takes; the check itself is utc_in_range's).
+_YEARS = "^(19[7-9][0-9]|2[01][0-9][0-9])-"
+_ISO_DATE = re.compile(r"\s*[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_text(value: object) -> object:
+    """Refuse what pydantic would read as an epoch number: times are ISO 8601 text."""
+    if value is None or isinstance(value, datetime) or (
+            isinstance(value, str) and _ISO_DATE.match(value)):
+        return value
+    raise ValueError("expected an ISO 8601 date-time such as 2026-11-26T08:00:00Z")
+
+
+_Time = Annotated[datetime | None, BeforeValidator(_iso_text)]
+
+
+def _time_query(description: str) -> Any:
+    return Query(description=f"{description}; {_TIME_HELP}",
+                 json_schema_extra={"pattern": _YEARS})
+
+
 _JSON_COLUMNS = ("precursors", "features", "reliability")
+
+# Bounds on what a request body may hold. A batch is an array of flat row objects, or an object
+# holding that array: at most 3 levels of arrays and objects.
+BATCH_DEPTH = 3
+EVENT_DEPTH = 1
+MAX_FIELD_CHARS = 1_000  # any one field of a batch row, as text
+MAX_UNIT_CHARS = 32
+MAX_KIND_CHARS = 64
+MAX_DETAIL_CHARS = 2_000
+MAX_CACHED_BODIES = 256  # answers of the latest run kept in memory (least recently used go)
+_SCALARS = "text, a number, true/false or null"
 
 try:
     __version__ = version("forecaster")
@@ -57,18 +121,29 @@ class ApiError(HTTPException):
     """An error answered as JSON with a clear message."""
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else to_utc_naive(value)
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    """A time parameter in UTC, refused with 422 (naming it) outside the store's years."""
+    if value is None:
+        return None
+    try:
+        return utc_in_range(value, name)
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
 
 
-def _json_default(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat() + ("Z" if value.tzinfo is None else "")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    raise TypeError(f"cannot encode {type(value).__name__}")
+def _shown(value: object, limit: int = 60) -> str:
+    """A value for a message, cut short: a client's input must not make the answer huge."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _problems(errors: list[Any]) -> str:
+    """Pydantic's validation errors as one line naming each field and what it got."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
+        + (f" (got {_shown(e['input'])})"
+           if "input" in e and not isinstance(e["input"], dict | list) else "")
+        for e in errors)
 
 
 def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
@@ -82,7 +157,7 @@ def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def _dumps(body: object) -> bytes:
-    return json.dumps(body, default=_json_default, separators=(",", ":")).encode()
+    return json.dumps(body, default=json_default, separators=(",", ":")).encode()
 
 
 def _arrow(frame: pl.DataFrame) -> bytes:
@@ -98,23 +173,101 @@ def _wants_arrow(request: Request) -> bool:
 class EventIn(BaseModel):
     """Something that changed a service: a deploy, a retrain, a scale-out done."""
 
-    service: str = Field(description=f"service name ({NAME_RULE})")
-    ts: datetime = Field(description="when it happened (ISO 8601; no offset means UTC)")
-    kind: str = Field(description="what it was: deploy, retrain, scale_out, rollback, ...")
-    metric: str | None = Field(default=None, description="the one metric it concerns, if any")
-    detail: str | None = Field(default=None, description="free text")
+    model_config = ConfigDict(extra="forbid")
+
+    service: str = Field(pattern=_NAME, description=f"service name ({NAME_RULE})")
+    ts: Annotated[datetime, BeforeValidator(_iso_text)] = Field(
+        description=f"when it happened ({_TIME_HELP})", json_schema_extra={"pattern": _YEARS})
+    kind: str = Field(min_length=1, max_length=MAX_KIND_CHARS, pattern=r"\S",
+                      description="what it was: deploy, retrain, scale_out, rollback, ...")
+    metric: str | None = Field(default=None, pattern=_NAME,
+                               description=f"the one metric it concerns, if any ({NAME_RULE})")
+    detail: str | None = Field(default=None, max_length=MAX_DETAIL_CHARS, description="free text")
+
+
+class PointIn(BaseModel):
+    """One point of a batch (documentation of ``POST /v1/points``; the store validates rows)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ts: datetime = Field(description=f"when it was measured ({_TIME_HELP})",
+                         json_schema_extra={"pattern": _YEARS})
+    service: str = Field(pattern=_NAME, description=f"service name ({NAME_RULE})")
+    metric: str = Field(pattern=_NAME, description=f"metric name ({NAME_RULE})")
+    value: float = Field(description="the measured value, finite, in the metric kind's range")
+    unit: str | None = Field(default=None, max_length=MAX_UNIT_CHARS,
+                             description="its unit (the first one a series gets stays)")
+
+
+def _number(name: str, description: str) -> Any:
+    lo, hi, _whole = REQUEST_NUMBERS[name]
+    return Field(default=None, ge=lo, le=hi, description=description)
+
+
+class RequestIn(BaseModel):
+    """One request-log row (documentation of ``POST /v1/requests``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ts: datetime = Field(description=f"when the request was made ({_TIME_HELP})",
+                         json_schema_extra={"pattern": _YEARS})
+    service: str = Field(pattern=_NAME, description=f"service name ({NAME_RULE})")
+    request_id: str | None = Field(default=None, max_length=MAX_FIELD_CHARS,
+                                   description="an id; a repeated id is counted once")
+    latency_ms: float | None = _number("latency_ms", "end-to-end latency, milliseconds")
+    ttft_ms: float | None = _number("ttft_ms", "time to first token, milliseconds")
+    status: int | None = Field(default=None, ge=100, le=599, description="HTTP status code")
+    error: bool | None = Field(default=None, description="whether the request failed")
+    prompt_tokens: int | None = _number("prompt_tokens", "tokens in")
+    completion_tokens: int | None = _number("completion_tokens", "tokens out")
+    quality_score: float | None = _number("quality_score", "a quality score in [0, 1]")
+    feedback: float | None = _number("feedback", "user feedback (negative is bad)")
+
+
+def _batch_body(kind: str, row: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of a batch: an array of rows, or ``{kind: [rows]}``."""
+    rows = {"type": "array", "minItems": 1, "items": row.model_json_schema()}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "anyOf": [rows, {"type": "object", "required": [kind], "additionalProperties": False,
+                         "properties": {kind: rows}}]}}}}}
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": model.model_json_schema()}}}}
 
 
 class _RunCache:
-    """Built response bodies of the latest published run (they never change)."""
+    """Built response bodies of the latest published run (they never change), the
+    ``max_entries`` most recently used only: keys hold client-chosen values."""
 
-    def __init__(self, latest: int | None) -> None:
+    def __init__(self, latest: int | None, max_entries: int = MAX_CACHED_BODIES) -> None:
         self.latest = latest
-        self.bodies: dict[tuple[object, ...], bytes] = {}
+        self.max_entries = max_entries
+        self.bodies: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
 
     def published(self, run_id: int) -> None:
+        """A new run is out: forget the old one's bodies (called from the refresh thread, so
+        the dict is replaced, not emptied under a reader)."""
         self.latest = run_id
-        self.bodies = {}
+        self.bodies = OrderedDict()
+
+    def get(self, key: tuple[object, ...]) -> bytes | None:
+        """The cached body for ``key``, if any (it becomes the most recently used)."""
+        bodies = self.bodies
+        body = bodies.get(key)
+        if body is not None:
+            bodies.move_to_end(key)
+        return body
+
+    def put(self, key: tuple[object, ...], body: bytes) -> None:
+        """Keep ``body`` if it belongs to the latest run; drop the least recently used."""
+        if key[0] != self.latest:
+            return
+        bodies = self.bodies
+        bodies[key] = body
+        while len(bodies) > self.max_entries:
+            bodies.popitem(last=False)
 
 
 def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
@@ -143,6 +296,15 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
                   description="When will each LLM service need an intervention, how sure, and "
                               "by when to act. Reads come from published runs only.")
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _document_errors(get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": {"status": exc.status_code, "message": exc.detail}},
@@ -150,18 +312,17 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
-            + (f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict)
-               else "")
-            for e in exc.errors())
-        return JSONResponse({"error": {"status": 422, "message": problems}}, status_code=422)
+        return JSONResponse({"error": {"status": 422, "message": _problems(list(exc.errors()))}},
+                            status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": {"status": 500,
-                                       "message": f"{type(exc).__name__}: {exc}"}},
-                            status_code=500)
+        # The client learns only an id; what went wrong is for the operator's log.
+        error_id = uuid.uuid4().hex[:12]
+        log.error("internal error (id %s) answering %s %s", error_id, request.method,
+                  request.url.path, exc_info=exc)
+        return JSONResponse({"error": {"status": 500, "message": "internal error; see the "
+                                       f"server log (id {error_id})"}}, status_code=500)
 
     def need(scope: str) -> Callable[[Request], None]:
         def check(request: Request) -> None:
@@ -205,11 +366,10 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
         return f'"run-{run_id}"' in tags or "*" in tags
 
     async def cached(key: tuple[object, ...], build: Callable[[], bytes]) -> bytes:
-        body = cache.bodies.get(key)
+        body = cache.get(key)
         if body is None:
             body = await run_in_threadpool(build)
-            if key[0] == cache.latest:
-                cache.bodies[key] = body
+            cache.put(key, body)
         return body
 
     def frame_response(request: Request, frame: pl.DataFrame, wrap: dict[str, Any],
@@ -241,8 +401,11 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
         try:
             checks["database"] = {"ok": True, "schema_version": store.schema_version,
                                   "path": str(store.path)}
-        except Exception as exc:  # noqa: BLE001
-            checks["database"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        except Exception:  # noqa: BLE001
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("database check failed (id %s)", error_id)
+            checks["database"] = {"ok": False, "error": "the database cannot be read; see the "
+                                                        f"server log (id {error_id})"}
         checks["scheduler"] = {"ok": service.scheduler_running,
                                "next_refresh_at": service.next_refresh_at()}
         runs = store.runs(1).to_dicts() if checks["database"]["ok"] else []
@@ -277,7 +440,10 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
     async def interventions(
         request: Request,
         service_name: _Service = None,
-        decision: Annotated[list[str] | None, Query(description=_DECISION_HELP)] = None,
+        decision: Annotated[list[str] | None, Query(description=_DECISION_HELP,
+                                                    json_schema_extra={"items": {
+                                                        "type": "string",
+                                                        "enum": list(DECISIONS)}})] = None,
         min_p_breach: Annotated[float, Query(ge=0.0, le=1.0,
                                              description="only p_breach >= this")] = 0.0,
         by_service: Annotated[bool, Query(description="one answer per service: its driving "
@@ -317,7 +483,8 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
 
     @app.get("/v1/services/{service_name}", tags=["answers"], dependencies=[read],
              summary="One service: its answer, every series' answer, its anomalies")
-    def service_detail(service_name: str) -> Response:
+    def service_detail(service_name: Annotated[str, Path(pattern=_NAME, description=(
+            f"service name ({NAME_RULE})"))]) -> Response:
         run_id = latest_run()
         if store.series().filter(pl.col("service") == service_name).is_empty():
             raise ApiError(404, f"no service {service_name!r}; GET /v1/series lists them")
@@ -335,7 +502,9 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
 
     @app.get("/v1/series/{uid}/forecast", tags=["answers"], dependencies=[read],
              summary="Forecast quantiles of one series (latest run, metric scale)")
-    def forecast(request: Request, uid: str, run_id: _RunId = None) -> Response:
+    def forecast(request: Request, uid: Annotated[str, Path(pattern=_UID, description=(
+            f"series id service:metric ({NAME_RULE} each)"))],
+                 run_id: _RunId = None) -> Response:
         known_series(uid)
         chosen = run_id if run_id is not None else latest_run()
         return frame_response(request, store.forecasts(uid, chosen),
@@ -344,35 +513,42 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
     @app.get("/v1/series/{uid}/history", tags=["data"], dependencies=[read],
              summary="Stored points of one series, optionally downsampled")
     def series_history(
-        request: Request, uid: str,
-        start: Annotated[datetime | None, Query(description="from (inclusive)")] = None,
-        end: Annotated[datetime | None, Query(description="to (exclusive)")] = None,
+        request: Request, uid: Annotated[str, Path(pattern=_UID, description=(
+            f"series id service:metric ({NAME_RULE} each)"))],
+        start: Annotated[_Time, _time_query("from (inclusive)")] = None,
+        end: Annotated[_Time, _time_query("to (exclusive)")] = None,
         points: Annotated[int | None, Query(
             ge=1, le=100_000, description="downsample to about this many buckets (mean, min, "
                                           "max and count of each)")] = None,
     ) -> Response:
         service_name, metric = known_series(uid)
-        frame = store.history(service_name, metric, _utc(start), _utc(end))
+        frame = store.history(service_name, metric, _utc(start, "start"), _utc(end, "end"))
         if points is not None:
             frame = downsample(frame, points)
         return frame_response(request, frame, {"unique_id": uid})
 
     @app.get("/v1/history", tags=["data"], dependencies=[read],
              summary="Stored points in long format (unique_id, ds, y)")
-    def history(request: Request, service_name: _Service = None, metric: str | None = None,
-                start: datetime | None = None, end: datetime | None = None) -> Response:
-        return frame_response(request, store.history(service_name, metric, _utc(start),
-                                                     _utc(end)), {})
+    def history(
+        request: Request, service_name: _Service = None,
+        metric: Annotated[str | None, Query(pattern=_NAME, description=(
+            f"only this metric ({NAME_RULE})"))] = None,
+        start: Annotated[_Time, _time_query("from (inclusive)")] = None,
+        end: Annotated[_Time, _time_query("to (exclusive)")] = None,
+    ) -> Response:
+        return frame_response(request, store.history(service_name, metric, _utc(start, "start"),
+                                                     _utc(end, "end")), {})
 
     @app.get("/v1/anomalies", tags=["answers"], dependencies=[read],
              summary="Anomalies of the latest run, newest first")
     def anomalies(request: Request,
-                  since: Annotated[datetime | None, Query(description="at or after this")] = None,
+                  since: Annotated[_Time, _time_query("at or after this")] = None,
                   service_name: _Service = None,
                   precursors: Annotated[bool, Query(description="only precursors")] = False,
                   run_id: _RunId = None) -> Response:
         chosen = run_id if run_id is not None else latest_run()
-        frame = store.anomalies(since=_utc(since), service=service_name, run_id=chosen)
+        frame = store.anomalies(since=_utc(since, "since"), service=service_name,
+                                run_id=chosen)
         if precursors:
             frame = frame.filter(pl.col("precursor"))
         return frame_response(request, frame, {"run_id": chosen})
@@ -380,10 +556,11 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
     @app.get("/v1/reliability", tags=["answers"], dependencies=[read],
              summary="How right the published estimates proved, per series and overall")
     def reliability(request: Request,
-                    since: Annotated[datetime | None, Query(
-                        description="estimates made at or after this (default: "
-                                    "reliability_window ago)")] = None) -> Response:
-        start = _utc(since) or service.clock() - settings.reliability_window
+                    since: Annotated[_Time, _time_query(
+                        "estimates made at or after this (default: reliability_window ago)")
+                    ] = None
+                    ) -> Response:
+        start = _utc(since, "since") or service.clock() - settings.reliability_window
         per_series, overall = store.reliability(since=start)
         if _wants_arrow(request):
             return Response(_arrow(per_series), media_type=ARROW)
@@ -400,17 +577,20 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
         return frame_response(request, store.runs(limit), {})
 
     @app.get("/v1/runs/{run_id}", tags=["runs"], dependencies=[read], summary="One run")
-    def run(run_id: int) -> Response:
+    def run(request: Request, run_id: _PathRunId) -> Response:
         found = store.run(run_id)
         if found is None:
             raise ApiError(404, f"no run {run_id}; GET /v1/runs lists them")
+        if _wants_arrow(request):  # one row with the columns and types of GET /v1/runs
+            return Response(_arrow(pl.DataFrame([found], schema=store.runs(0).schema)),
+                            media_type=ARROW)
         if isinstance(found.get("detail"), str):
             found["detail"] = json.loads(found["detail"])
         return Response(_dumps(found), media_type="application/json")
 
     @app.get("/v1/runs/{run_id}/series", tags=["runs"], dependencies=[read],
              summary="Provenance of each series in a run")
-    def run_series(request: Request, run_id: int) -> Response:
+    def run_series(request: Request, run_id: _PathRunId) -> Response:
         return frame_response(request, store.run_series(run_id), {"run_id": run_id})
 
     @app.post("/v1/runs", tags=["runs"], dependencies=[write], status_code=202,
@@ -427,18 +607,20 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
     # -- writes ------------------------------------------------------------------------------
 
     async def batch(request: Request, kind: str) -> JSONResponse:
-        body = await read_limited(request, settings.max_request_bytes)
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise ApiError(422, f"the body is not JSON: {exc}") from None
+        shape = (f"a batch is a JSON array of {kind[:-1]} objects, or {{\"{kind}\": [...]}}, "
+                 f"whose fields are {_SCALARS}")
+        data = parse_json(await read_limited(request, settings.max_request_bytes),
+                          BATCH_DEPTH, shape)
+        if isinstance(data, dict):
+            extra = next((key for key in data if key != kind), None)
+            if extra is not None:
+                raise ApiError(422, f"unexpected key {_shown(extra)}; {shape}")
         rows = data.get(kind) if isinstance(data, dict) else data
         if not isinstance(rows, list):
-            raise ApiError(422, f"the body must be a JSON array of {kind[:-1]} objects, or "
-                                f'{{"{kind}": [...]}}')
+            raise ApiError(422, shape)
         if not rows:
             raise ApiError(422, f"the batch holds no {kind}")
-        frame = rows_frame(rows)
+        frame = rows_frame(rows, POINT_COLUMNS if kind == "points" else REQUEST_COLUMNS)
         ingest = ingest_points_frame if kind == "points" else ingest_requests_frame
         spec = ReadSpec(max_errors=settings.max_reported_errors)
         try:
@@ -457,30 +639,103 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
         })))
 
     @app.post("/v1/points", tags=["ingest"], dependencies=[write],
+              openapi_extra=_batch_body("points", PointIn),
               summary="Store a JSON batch of points (ts, service, metric, value[, unit])")
     async def post_points(request: Request) -> JSONResponse:
         return await batch(request, "points")
 
     @app.post("/v1/requests", tags=["ingest"], dependencies=[write],
+              openapi_extra=_batch_body("requests", RequestIn),
               summary="Store a JSON batch of request-log rows and roll them up")
     async def post_requests(request: Request) -> JSONResponse:
         return await batch(request, "requests")
 
     @app.post("/v1/events", tags=["ingest"], dependencies=[write], status_code=201,
+              openapi_extra=_json_body(EventIn),
               summary="Record a deploy, retrain or scale-out (forecasts train after it)")
-    def post_event(event: EventIn) -> JSONResponse:
-        for field_name in ("service", "metric"):
-            value = getattr(event, field_name)
-            if value is not None and not is_valid_name(value):
-                raise ApiError(422, f"{field_name} {value!r} is not a valid name ({NAME_RULE})")
-        if not event.kind.strip():
-            raise ApiError(422, "kind must not be empty")
-        event_id = store.add_event(service=event.service, ts=_utc(event.ts),  # type: ignore[arg-type]
-                                   kind=event.kind, metric=event.metric, detail=event.detail,
-                                   now=service.clock())
+    async def post_event(request: Request) -> JSONResponse:
+        # Read like the batches (token first, bounded read), then validate with the model.
+        shape = f"an event is a JSON object whose fields are {_SCALARS}"
+        data = parse_json(await read_limited(request, settings.max_request_bytes),
+                          EVENT_DEPTH, shape)
+        if not isinstance(data, dict):
+            raise ApiError(422, shape)
+        try:
+            event = EventIn.model_validate(data)
+        except ValidationError as exc:
+            raise ApiError(422, _problems(list(exc.errors()))) from None
+        for name, value in data.items():
+            if isinstance(value, str) and not value.isascii():
+                _text(value, 1, name)  # refuses lone surrogates, which no store can keep
+        ts = _utc(event.ts, "ts")
+        assert ts is not None
+        event_id = await run_in_threadpool(
+            lambda: store.add_event(service=event.service, ts=ts, kind=event.kind,
+                                    metric=event.metric, detail=event.detail,
+                                    now=service.clock()))
         return JSONResponse({"event_id": event_id}, status_code=201)
 
     return app
+
+
+_ERROR_SCHEMA = {
+    "type": "object", "required": ["error"], "additionalProperties": False,
+    "properties": {"error": {
+        "type": "object", "required": ["status", "message"], "additionalProperties": False,
+        "properties": {"status": {"type": "integer"},
+                       "message": {"type": "string", "description": "what was wrong and what "
+                                                                    "is allowed"}}}}}
+_ERRORS = {
+    "401": "no or unknown bearer token",
+    "403": "the token may only read",
+    "404": "no such run, series or service (or no published run yet)",
+    "409": "a refresh is already running",
+    "413": "the body is larger than max_request_bytes",
+    "422": "the request is not what this operation takes; the message says why",
+    "500": "an unexpected failure; the message names an id to find in the server log",
+    "503": "not ready",
+}
+# Operations that answer Arrow IPC streams too (Accept: application/vnd.apache.arrow.stream).
+_FRAMES = ("/v1/interventions", "/v1/series", "/v1/series/{uid}/forecast",
+           "/v1/series/{uid}/history", "/v1/history", "/v1/anomalies", "/v1/reliability",
+           "/v1/runs", "/v1/runs/{run_id}", "/v1/runs/{run_id}/series")
+
+
+def _document_errors(doc: dict[str, Any]) -> dict[str, Any]:
+    """Say in the OpenAPI document how errors look, which operations need a token, and what
+    content types answers have (FastAPI documents its own 422 shape, not ours)."""
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    schemas["Error"] = _ERROR_SCHEMA
+    components["securitySchemes"] = {"bearer": {
+        "type": "http", "scheme": "bearer",
+        "description": "read_tokens may read; write_tokens may also write. A server without "
+                       "tokens (loopback only) needs none."}}
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, operations in doc.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            guarded = path.startswith("/v1/") or path == "/metrics"
+            codes = ["500"]
+            if guarded:
+                operation["security"] = [{"bearer": []}]
+                codes += ["401", "404", "422"]
+            if method == "post":
+                codes += ["403", "413"] if path != "/v1/runs" else ["403", "409"]
+            for code in codes:
+                responses[code] = {"description": _ERRORS[code], "content": error}
+            if path == "/readyz":  # the same checks as a 200, with ready false
+                responses["503"] = {"description": _ERRORS["503"],
+                                    "content": {"application/json": {"schema": {}}}}
+            ok = next((c for c in ("200", "201", "202") if c in responses), None)
+            if path == "/metrics" and ok:
+                responses[ok]["content"] = {"text/plain": {"schema": {"type": "string"}}}
+            elif path in _FRAMES and ok:
+                responses[ok].setdefault("content", {})[ARROW] = {
+                    "schema": {"type": "string", "format": "binary"}}
+    return doc
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
@@ -500,29 +755,118 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def rows_frame(rows: list[Any]) -> pl.DataFrame:
+# A JSON string literal (escapes included), or an unterminated one up to the end: a match can
+# never fail, so no quote inside a string is tried again as a start (which would be quadratic).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_EMPTY_PAIR = re.compile(rb"[\[{][\]}]")
+
+
+def too_deep(body: bytes, depth: int) -> bool:
+    """Whether JSON ``body`` nests arrays and objects more than ``depth`` levels, found without
+    parsing it (a parser recurses per level) in time linear in the body.
+
+    Strings are dropped, then only brackets are kept; each pass removes every innermost pair
+    and so one level. Brackets left after ``depth`` passes mean deeper nesting (or brackets
+    that do not match, which the parser then refuses).
+    """
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    for _ in range(depth):
+        if not brackets:
+            return False
+        brackets = _EMPTY_PAIR.sub(b"", brackets)
+    return bool(brackets)
+
+
+def parse_json(body: bytes, depth: int, shape: str) -> Any:
+    """A request body parsed, refused with 422 when it is not JSON or nests too deep.
+
+    Args:
+        body: The raw body, already bounded in size.
+        depth: How many levels of arrays and objects the body may nest.
+        shape: What the body should be, for messages.
+    """
+    deep = ApiError(422, f"the body nests arrays or objects more than {depth} level"
+                         f"{'s' if depth > 1 else ''} deep; {shape}")
+    if too_deep(body, depth):
+        try:
+            json.loads(body)
+        except RecursionError:
+            raise deep from None
+        except ValueError:
+            pass  # not JSON at all: say that below
+        else:
+            raise deep
+    try:
+        return json.loads(body)
+    except RecursionError:  # pragma: no cover - too_deep found it first
+        raise deep from None
+    except UnicodeDecodeError as exc:
+        raise ApiError(422, f"the body is not UTF-8 text (byte {exc.start}); {shape}") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(422, f"the body is not JSON: {exc.msg} at line {exc.lineno} column "
+                            f"{exc.colno}; {shape}") from None
+    except ValueError:  # an integer too long to convert, for one
+        raise ApiError(422, f"the body holds a value JSON cannot carry here; {shape}") from None
+
+
+def rows_frame(rows: list[Any], known: dict[str, bool]) -> pl.DataFrame:
     """JSON rows as a frame of text columns, validated by the ingest like a CSV file's (row 1 is
-    the first element of the batch)."""
+    the first element of the batch); one pass over the rows.
+
+    Args:
+        rows: The batch's row objects.
+        known: The columns this kind of batch has (``ingest.POINT_COLUMNS`` or
+            ``REQUEST_COLUMNS``).
+
+    Raises:
+        ApiError: (422) at the first row that is not an object, the first key that is not one of
+            ``known``, or the first field that is not a scalar, is too long or is not text.
+    """
+    n = len(rows)
     columns: dict[str, list[str | None]] = {}
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            raise ApiError(422, f"row {i + 1} is not a JSON object")
-        for name in row:
-            columns.setdefault(str(name), [None] * len(rows))
-    for i, row in enumerate(rows):
+            raise ApiError(422, f"row {i + 1} is not a JSON object (it is "
+                                f"{_json_type(row)}); each row is an object of "
+                                f"{', '.join(known)}")
         for name, value in row.items():
-            columns[str(name)][i] = _text(value)
+            column = columns.get(name)
+            if column is None:
+                if name not in known:
+                    raise ApiError(422, f"row {i + 1}: unknown field {_shown(name)}; known: "
+                                        f"{', '.join(known)}")
+                column = columns[name] = [None] * n
+            column[i] = _text(value, i + 1, name)
     return pl.DataFrame(columns, schema={name: pl.String for name in columns})
 
 
-def _text(value: object) -> str | None:
+def _json_type(value: object) -> str:
+    return ("an array" if isinstance(value, list) else "an object" if isinstance(value, dict)
+            else "null" if value is None else "true/false" if isinstance(value, bool)
+            else "a number" if isinstance(value, int | float) else "text")
+
+
+def _text(value: object, row: int, name: str) -> str | None:
+    """A scalar field as the text a CSV cell would hold."""
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):
-        return json.dumps(value)
-    return str(value)
+        raise ApiError(422, f"row {row}: field {name!r} is {_json_type(value)}; a field is "
+                            f"{_SCALARS}")
+    text = value if isinstance(value, str) else repr(value)
+    limit = MAX_UNIT_CHARS if name == "unit" else MAX_FIELD_CHARS
+    if len(text) > limit:
+        raise ApiError(422, f"row {row}: field {name!r} is {len(text)} characters long; at most "
+                            f"{limit}")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
+            raise ApiError(422, f"row {row}: field {name!r} is not valid Unicode text") from None
+    return text
 
 
 def downsample(frame: pl.DataFrame, points: int) -> pl.DataFrame:

@@ -9,7 +9,8 @@ answer would trivially be "now").
 Methods:
 
 - ``forecaster``: exactly what a refresh at ``c`` would have published (:func:`pipeline.compute`
-  on the points, events and model choices as they were at ``c``; a model choice is re-made when
+  on the points, events and model choices as they were at ``c``, scanning every series of the
+  answered series' services for precursors as a refresh does; a model choice is re-made when
   a day old, as in production), with the recalibration map fitted, as in production, on its own
   earlier estimates of the last ``reliability_window`` whose horizon had passed by ``c`` (all
   series together; see :mod:`forecaster.calibration`; production reads at most one estimate per
@@ -24,7 +25,8 @@ The baselines give a point estimate: their ``p_breach`` is 1 when it falls withi
 and 0 otherwise, and their interval is that point. Their decision follows ours from there:
 ``act_now`` when ``eta - lead_time`` has passed, ``schedule`` otherwise, ``ok`` when no crossing.
 
-Figures (:func:`score`), per method:
+Figures (:func:`score`), per method (a ``stale`` answer, whose data had stopped by the cut-off,
+is no forecast: it is counted in ``stale`` and left out of the other figures):
 
 - ``eta_mae_h``: mean absolute error of ``eta_p50`` in hours, over cut-offs followed by a
   crossing (an absent ``eta_p50`` counts as the horizon's end);
@@ -69,8 +71,25 @@ BASELINES = ("predict_linear_6h", "predict_linear_24h", "timeleft_7d", "seasonal
 
 
 @dataclass(frozen=True, slots=True)
+class Scanned:
+    """A series scanned for precursor anomalies, with all its points (policy or not)."""
+
+    series_id: int
+    service: str
+    metric: str
+    kind: str
+    ts: np.ndarray  # datetime64[us], sorted
+    values: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
 class Series:
-    """One series with all its points (the backtest cuts them)."""
+    """One series with a policy and all its points (the backtest cuts them).
+
+    ``service_series`` are every stored series of its service (itself included, policy or
+    not): a refresh scans them all for precursors, since a precursor needs the service's other
+    metrics. Empty: only the series itself is scanned.
+    """
 
     series_id: int
     service: str
@@ -79,6 +98,7 @@ class Series:
     policy: Policy
     ts: np.ndarray  # datetime64[us], sorted
     values: np.ndarray
+    service_series: tuple[Scanned, ...] = ()
 
     @property
     def unique_id(self) -> str:
@@ -96,7 +116,7 @@ class Estimate:
     eta_p10: datetime | None
     eta_p50: datetime | None
     eta_p90: datetime | None
-    p_breach: float
+    p_breach: float | None  # None when stale
     decision: str
     p_raw: float | None = None
     passage: tuple[float | None, ...] = ()
@@ -221,15 +241,23 @@ def ours(series: Sequence[Series], cutoff: datetime, settings: Settings,
     ``calibration`` is the map learned from the estimates scored by then.
     """
     c64 = np.datetime64(cutoff, "us")
-    parts = [(s, s.ts <= c64) for s in series]
+    # What a refresh scans: the answered series and every series of their services, once each,
+    # in series order (compute reads its points sorted by series, as the store returns them)
+    scanned: dict[int, Scanned] = {}
+    for s in series:
+        scanned[s.series_id] = Scanned(s.series_id, s.service, s.metric, s.kind, s.ts, s.values)
+    for s in series:
+        for other in s.service_series:
+            scanned.setdefault(other.series_id, other)
+    parts = [(x, x.ts <= c64) for _, x in sorted(scanned.items())]
     inputs = Inputs(
         targets=[Target(s.series_id, s.unique_id, s.service, s.metric, s.kind, s.policy)
                  for s in series],
-        scanned=[(s.series_id, s.service, s.metric, s.kind) for s in series],
-        sids=np.concatenate([np.full(int(k.sum()), s.series_id, dtype=np.int32)
-                             for s, k in parts]),
-        ts=np.concatenate([s.ts[k] for s, k in parts]),
-        values=np.concatenate([s.values[k] for s, k in parts]),
+        scanned=[(x.series_id, x.service, x.metric, x.kind) for x, _ in parts],
+        sids=np.concatenate([np.full(int(k.sum()), x.series_id, dtype=np.int32)
+                             for x, k in parts]),
+        ts=np.concatenate([x.ts[k] for x, k in parts]),
+        values=np.concatenate([x.values[k] for x, k in parts]),
         events={svc: max(t for t in times if t <= cutoff)
                 for svc, times in events.items() if any(t <= cutoff for t in times)},
         choices={sid: c for sid, c in choices.items()
@@ -250,7 +278,8 @@ def ours(series: Sequence[Series], cutoff: datetime, settings: Settings,
 
 def series_of(store: Store, policies: tuple[Policy, ...]) -> tuple[list[Series],
                                                                     dict[str, list[datetime]]]:
-    """Every stored series with a policy, with all its points, and the events by service."""
+    """Every stored series with a policy, with all its points and every series of its service
+    (scanned for precursors as a refresh scans them), and the events by service."""
     series = []
     meta = store.series()
     points = store.points_up_to(meta["series_id"].to_list(), datetime(2200, 1, 1))  # all
@@ -258,12 +287,20 @@ def series_of(store: Store, policies: tuple[Policy, ...]) -> tuple[list[Series],
     ts = points.column("ts").to_numpy().astype("datetime64[us]")
     values = points.column("value").to_numpy()
     spans = series_spans(sids)
-    for row in meta.iter_rows(named=True):
+    rows = [row for row in meta.iter_rows(named=True) if row["series_id"] in spans]
+    by_service: dict[str, list[Scanned]] = {}
+    for row in rows:
+        mine = slice(*spans[row["series_id"]])
+        by_service.setdefault(row["service"], []).append(Scanned(
+            row["series_id"], row["service"], row["metric"], row["kind"], ts[mine],
+            values[mine]))
+    for row in rows:
         policy = policy_for(policies, row["service"], row["metric"])
-        if policy is not None and row["series_id"] in spans:
+        if policy is not None:
             mine = slice(*spans[row["series_id"]])
             series.append(Series(row["series_id"], row["service"], row["metric"], row["kind"],
-                                 policy, ts[mine], values[mine]))
+                                 policy, ts[mine], values[mine],
+                                 tuple(by_service[row["service"]])))
     events: dict[str, list[datetime]] = {}
     for row in store.events().iter_rows(named=True):
         events.setdefault(row["service"], []).append(row["ts"])
@@ -326,12 +363,14 @@ def score(result: Result) -> dict[str, dict[str, float | int | None]]:
     methods = sorted({e.method for e in result.estimates})
     figures: dict[str, dict[str, float | int | None]] = {}
     for method in methods:
-        mine = [e for e in result.estimates if e.method == method]
+        answered = [e for e in result.estimates if e.method == method]
+        mine = [e for e in answered if e.p_breach is not None]  # a stale answer is no forecast
         errors, covered, covered_given, brier, credit = [], [], [], [], []
         false_alarms = quiet = missed = crossings = 0
         first_warning: dict[tuple[str, datetime], datetime] = {}
         crossing_events: set[tuple[str, datetime]] = set()
         for e in sorted(mine, key=lambda e: e.cutoff):
+            assert e.p_breach is not None
             o = truth[(e.unique_id, e.cutoff)]
             crossed = o.crossing is not None
             brier.append((e.p_breach - float(crossed)) ** 2)
@@ -359,7 +398,8 @@ def score(result: Result) -> dict[str, dict[str, float | int | None]]:
         leads = [(x - first_warning[(uid, x)]).total_seconds() / 3600.0
                  for uid, x in crossing_events if (uid, x) in first_warning]
         figures[method] = {
-            "cutoffs": len(mine), "with_crossing": crossings,
+            "cutoffs": len(mine), "stale": len(answered) - len(mine),
+            "with_crossing": crossings,
             "eta_mae_h": _mean(errors),
             "coverage": None if method in BASELINES else _mean(credit),
             "coverage_crossed": _mean([float(c) for c in covered]),
@@ -387,5 +427,6 @@ def round_figures(figures: dict[str, dict[str, float | int | None]],
                 for k, v in f.items()} for m, f in figures.items()}
 
 
-__all__ = ["BASELINES", "Estimate", "Outcome", "Result", "Series", "baselines", "linear_eta",
-           "ours", "outcome", "round_figures", "run", "score", "seasonal_naive_eta", "series_of"]
+__all__ = ["BASELINES", "Estimate", "Outcome", "Result", "Scanned", "Series", "baselines",
+           "linear_eta", "ours", "outcome", "round_figures", "run", "score",
+           "seasonal_naive_eta", "series_of"]

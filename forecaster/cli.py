@@ -1,48 +1,55 @@
-"""Thin commands over the modules; the clock and the environment are read here, once."""
+"""Thin commands over the modules; the clock and the environment are read here, once.
+
+Only what parsing needs is imported at the top, so that ``forecaster --help`` and the read
+commands start fast: each command imports its own modules (DuckDB and polars for reads, the
+forecasting and anomaly stack only for refresh, backtest and the demo).
+"""
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import polars as pl
-
-from forecaster import fleet, utcnow
-from forecaster.config import Settings, load_settings
-from forecaster.demo import run_demo
-from forecaster.ingest import TIME_UNITS, ReadSpec, ingest_files, rejects_of_file
-from forecaster.pipeline import run_once
-from forecaster.policies import Policy, load_policies, parse_duration
+from forecaster.clock import utcnow
+from forecaster.policies import parse_duration
 from forecaster.schema import (
     ConfigError,
     ForecasterError,
-    IngestReport,
     InputError,
     SchemaVersionError,
     StoreLockedError,
     to_utc_naive,
 )
-from forecaster.server import serve
-from forecaster.store import LATEST_VERSION, Store
-from forecaster.summary import (
-    render_anomalies,
-    render_backtest,
-    render_interventions,
-    render_summary,
-    service_answers,
-)
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from forecaster.client import RemoteStore
+    from forecaster.config import Settings
+    from forecaster.ingest import ReadSpec
+    from forecaster.policies import Policy
+    from forecaster.schema import IngestReport
+    from forecaster.store import Store
 
 EXIT_OK = 0
 EXIT_REJECTED = 1  # some rows or files were refused; the rest was stored
 EXIT_USAGE = 2
-EXIT_DATABASE = 3  # the database is held by another process, or too new
+EXIT_DATABASE = 3  # the database is held by another process, too new, or not the demo's
+EXIT_RUN_FAILED = 4  # a refresh ran and failed; nothing was published
+EXIT_ERROR = 5  # an unexpected error (a bug or the machine); FORECASTER_DEBUG=1 shows it
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+EXIT_BROKEN_PIPE = 141  # the reader of our output went away, as shells report SIGPIPE
+
+# The keys of forecaster.ingest.TIME_UNITS, spelled here so that parsing needs no polars
+# (tests/test_cli.py keeps the two equal).
+TIME_UNIT_NAMES = ("s", "ms", "us", "ns")
+DEBUG_VARIABLE = "FORECASTER_DEBUG"
 
 
 def _column_pair(text: str) -> tuple[str, str]:
@@ -55,30 +62,46 @@ def _column_pair(text: str) -> tuple[str, str]:
 def _timestamp(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return to_utc_naive(value)
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an ISO 8601 time such as 2026-11-26T08:00:00Z") from None
-    return to_utc_naive(value)
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _policies(path: Path | None, settings: Settings) -> tuple[Policy, ...]:
+    from forecaster.policies import load_policies
+
     chosen = path or (Path(settings.policies) if settings.policies else None)
     return load_policies(chosen)
 
 
-def _frame_json(frame: pl.DataFrame) -> str:
-    return json.dumps([{k: v.isoformat() if isinstance(v, datetime) else v
-                        for k, v in row.items()} for row in frame.iter_rows(named=True)],
-                      indent=2)
+def frame_json(frame: pl.DataFrame) -> str:
+    """A frame as a JSON list of objects, times in ISO 8601 UTC with ``Z`` as the API writes."""
+    import json
+
+    from forecaster.clock import json_default
+
+    return json.dumps(frame.to_dicts(), indent=2, default=json_default)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forecaster",
         description="Predictive maintenance for LLM services: when will each need an "
-                    "intervention, how sure, and by when to act.")
+                    "intervention, how sure, and by when to act.",
+        epilog="Exit status: 0 done, 1 some rows or files rejected (the rest stored), 2 bad "
+               "usage or settings, 3 database held by another process, too new, or not the "
+               "demo's to rebuild, 4 the refresh ran and failed, 5 unexpected error (set "
+               f"{DEBUG_VARIABLE}=1 for the traceback).")
     parser.add_argument("--db", type=Path, help="DuckDB file (default: FORECASTER_DB or "
-                        "./forecaster.duckdb)")
+                        "./forecaster.duckdb; the demo's own is .demo/demo.duckdb)")
     parser.add_argument("--config", type=Path, help="settings TOML file")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -97,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--column", action="append", type=_column_pair, default=[],
                        metavar="NAME=SOURCE", help="read column NAME from SOURCE (repeatable)")
         p.add_argument("--service", help="the service of every row, for files without one")
-        p.add_argument("--time-unit", choices=tuple(TIME_UNITS),
+        p.add_argument("--time-unit", choices=TIME_UNIT_NAMES,
                        help="times are epoch numbers in this unit")
         p.add_argument("--ignore-extra", action="store_true",
                        help="skip columns that are not understood instead of refusing the file")
@@ -113,15 +136,16 @@ def _parser() -> argparse.ArgumentParser:
     refresh.add_argument("--reselect", action="store_true",
                          help="re-make every model choice now")
 
-    answers = commands.add_parser("interventions",
-                                  help="the latest published answers, most urgent first")
+    answers = commands.add_parser(
+        "interventions", help="the latest published answers, most urgent first (through the "
+        "server when a forecaster server holds the file)")
     answers.add_argument("--json", action="store_true", help="print JSON")
     answers.add_argument("--all", action="store_true", help="list the series that are ok too")
     answers.add_argument("--by-service", action="store_true",
                          help="one answer per service: its most urgent series")
 
     found = commands.add_parser("anomalies", help="anomalies the latest published run found, "
-                                "newest first")
+                                "newest first (through the server when one holds the file)")
     found.add_argument("--since", type=_timestamp, help="only those at or after this time")
     found.add_argument("--service", help="only this service's")
     found.add_argument("--precursors", action="store_true",
@@ -134,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
                       "the first point)")
     back.add_argument("--end", type=_timestamp, help="last cut-off (default: the last point "
                       "minus the longest horizon)")
-    back.add_argument("--every", type=parse_duration, default=timedelta(hours=12),
+    back.add_argument("--every", type=_duration, default=timedelta(hours=12),
                       help="time between cut-offs (default 12h)")
     back.add_argument("--policies", type=Path, help="policy TOML file (default: setting "
                       "`policies`)")
@@ -145,9 +169,9 @@ def _parser() -> argparse.ArgumentParser:
 
     gen = commands.add_parser("fleet", help="generate the seeded sample fleet")
     gen.add_argument("--out", type=Path, default=Path("data/fleet"))
-    gen.add_argument("--seed", type=int, default=fleet.DEFAULT_SEED)
-    gen.add_argument("--days", type=int, default=fleet.DEFAULT_DAYS)
-    gen.add_argument("--future-days", type=int, default=fleet.DEFAULT_FUTURE_DAYS)
+    gen.add_argument("--seed", type=int, help="default: the seed of the shipped data")
+    gen.add_argument("--days", type=int, help="days of history (default 28)")
+    gen.add_argument("--future-days", type=int, help="days of future truth (default 14)")
 
     serve = commands.add_parser("serve", help="run the HTTP API with the refresh scheduler")
     serve.add_argument("--host", help="address to bind (default: setting `host`, 127.0.0.1)")
@@ -155,7 +179,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--policies", type=Path, help="policy TOML file (default: setting "
                        "`policies`); read again by every refresh")
 
-    demo = commands.add_parser("demo", help="build the demo database and show it")
+    demo = commands.add_parser(
+        "demo", help="build the demo database and show it",
+        description="Build the demo database from the sample fleet, refresh once and show the "
+                    "answers. It goes to .demo/demo.duckdb unless --db names another file; an "
+                    "existing file is rebuilt only if the demo made it and no other process "
+                    "holds it (FORECASTER_DB is never used: it names your own data).")
     demo.add_argument("--data", type=Path, default=Path("data"))
     demo.add_argument("--now", type=_timestamp, default=None,
                       help="answer as of this time (default: the end of the sample data)")
@@ -164,20 +193,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_reports(results: Sequence[IngestReport | InputError], out: TextIO) -> int:
+def _print_reports(results: Sequence[IngestReport | InputError], out: TextIO,
+                   err: TextIO) -> int:
     status = EXIT_OK
     stored = updated = duplicates = rejected = 0
     for result in results:
         if isinstance(result, InputError):
-            print(f"refused: {result}", file=sys.stderr)
+            print(f"refused: {result}", file=err)
             status = EXIT_REJECTED
             continue
         print(result.summary(), file=out)
         for error in result.errors:
-            print(f"  rejected: {error}", file=sys.stderr)
+            print(f"  rejected: {error}", file=err)
         if result.rejected > len(result.errors):
             print(f"  ... and {result.rejected - len(result.errors)} more rejected rows "
-                  "(--errors FILE lists them all)", file=sys.stderr)
+                  "(--errors FILE lists them all)", file=err)
         stored += result.stored
         updated += result.updated
         duplicates += result.duplicates
@@ -192,6 +222,11 @@ def _print_reports(results: Sequence[IngestReport | InputError], out: TextIO) ->
 
 def _write_errors(store: Store, args: argparse.Namespace, spec: ReadSpec,
                   results: Sequence[IngestReport | InputError], now: datetime) -> None:
+    import csv
+
+    from forecaster.ingest import rejects_of_file
+    from forecaster.schema import IngestReport
+
     with args.errors.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "row", "field", "message"])
@@ -203,7 +238,10 @@ def _write_errors(store: Store, args: argparse.Namespace, spec: ReadSpec,
 
 
 def _backtest(store: Store, settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    import json
+
     from forecaster import backtest
+    from forecaster.summary import render_backtest
 
     series, events = backtest.series_of(store, _policies(args.policies, settings))
     if not series:
@@ -232,106 +270,249 @@ def _backtest(store: Store, settings: Settings, args: argparse.Namespace, out: T
     return EXIT_OK
 
 
-def run(argv: Sequence[str], environ: dict[str, str], now: datetime) -> int:
+def _remote_for(settings: Settings, refused: StoreLockedError,
+                err: TextIO) -> RemoteStore:
+    """The server that holds ``settings.db``, to read through its API.
+
+    Raises:
+        StoreLockedError: ``refused`` itself, when no live forecaster server holds the file.
+    """
+    from forecaster.store import lock
+
+    owner = lock.serving_owner(settings.db)
+    if owner is None or owner.url is None:
+        raise refused
+    from forecaster.client import RemoteStore
+
+    tokens = [t.strip() for t in f"{settings.read_tokens},{settings.write_tokens}".split(",")
+              if t.strip()]
+    print(f"forecaster: {settings.db} is held by the forecaster server at {owner.url} "
+          f"(process {owner.pid}); reading through its HTTP API", file=err)
+    return RemoteStore(owner.url, token=tokens[0] if tokens else None)
+
+
+def _read(settings: Settings, now: datetime, err: TextIO,
+          read: Callable[[Store | RemoteStore], int]) -> int:
+    """Run a read command on the file, or through the server that holds it."""
+    from forecaster.store import Store
+
+    try:
+        store = Store.open(settings.db, now=now, settings=settings)
+    except StoreLockedError as refused:
+        import httpx
+
+        from forecaster.client import RemoteError
+
+        with _remote_for(settings, refused, err) as remote:
+            try:
+                return read(remote)
+            except (RemoteError, httpx.HTTPError) as exc:
+                raise StoreLockedError(f"{refused} Reading through it failed: {exc}"
+                                       + (" (set read_tokens or FORECASTER_READ_TOKENS to a "
+                                          "token it accepts)" if isinstance(exc, RemoteError)
+                                          and exc.status == 401 else "")) from None
+    with store:
+        return read(store)
+
+
+def _interventions(args: argparse.Namespace, now: datetime,
+                   out: TextIO) -> Callable[[Store | RemoteStore], int]:
+    def read(store: Store | RemoteStore) -> int:
+        from forecaster.summary import render_interventions, service_answers
+
+        frame = store.interventions()
+        if args.by_service:
+            frame = service_answers(frame)
+        if args.json:
+            print(frame_json(frame), file=out)
+            return EXIT_OK
+        run = store.run()
+        as_of = run["as_of"] if run else now
+        print(render_interventions(frame, run, as_of, show_all=args.all), file=out, end="")
+        return EXIT_OK
+
+    return read
+
+
+def _anomalies(args: argparse.Namespace, out: TextIO) -> Callable[[Store | RemoteStore], int]:
+    def read(store: Store | RemoteStore) -> int:
+        import polars as pl
+
+        from forecaster.summary import render_anomalies
+
+        frame = store.anomalies(since=args.since, service=args.service)
+        if args.precursors:
+            frame = frame.filter(pl.col("precursor"))
+        if args.json:
+            print(frame_json(frame), file=out)
+            return EXIT_OK
+        print(render_anomalies(frame, store.run()), file=out, end="")
+        return EXIT_OK
+
+    return read
+
+
+def _demo(settings: Settings, args: argparse.Namespace, clock: Callable[[], datetime],
+          out: TextIO, err: TextIO) -> int:
+    from forecaster.demo import DEMO_DB, DemoRunFailed, run_demo, try_hint
+    from forecaster.store.lock import ForeignDatabaseError
+
+    # Only an explicit --db moves the demo: `db` from the environment or a settings file names
+    # the user's own database, which the demo must never rebuild.
+    settings = settings.replace(db=args.db or DEMO_DB)
+    try:
+        run_demo(settings, args.data, clock, out, as_of=args.now)
+    except ForeignDatabaseError as exc:
+        print(f"forecaster: {exc}", file=err)
+        return EXIT_DATABASE
+    except DemoRunFailed as exc:
+        print(f"forecaster: refresh failed: {exc}", file=err)
+        return EXIT_RUN_FAILED
+    if not args.serve:
+        print(try_hint(settings.db), file=out)
+        return EXIT_OK
+    import json
+
+    from forecaster.server import serve
+
+    settings = settings.replace(policies=str(args.data / "policies.toml"))
+    url = f"http://{settings.host}:{settings.port}"
+    end = json.loads((args.data / "fleet" / "truth.json").read_text())["end"]
+    print(f"\nServing the demo at {url} with the scheduler refreshing every "
+          f"{settings.refresh_every} (Ctrl-C stops it). Try:\n"
+          f"  curl {url}/v1/interventions\n"
+          f"  curl '{url}/v1/interventions?by_service=true&min_p_breach=0.5'\n"
+          f"  curl {url}/v1/services/rag-search\n"
+          f"  curl {url}/v1/series/code-assist:latency_p95_ms/forecast\n"
+          f"  curl '{url}/v1/series/embed-batch:requests_per_s/history?points=100'\n"
+          f"  curl {url}/v1/anomalies\n"
+          f"  curl {url}/metrics\n"
+          f"  open {url}/docs\n"
+          f"The server answers for the current time; the sample data ends at {end} UTC.\n"
+          f"{try_hint(settings.db, url)}", file=out, flush=True)
+    return serve(settings, clock, err)
+
+
+def run(argv: Sequence[str], environ: dict[str, str], clock: Callable[[], datetime],
+        out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run one command.
 
     Args:
         argv: Arguments without the program name.
         environ: The environment (settings are read from ``FORECASTER_*``).
-        now: The current time (UTC, naive).
+        clock: The current time (UTC, naive); read once for the command, and again by runs to
+            record when they finished.
+        out: Where output goes (default standard output).
+        err: Where messages go (default standard error).
 
     Returns:
         The exit status.
     """
+    out = out or sys.stdout
+    err = err or sys.stderr
     args = _parser().parse_args(argv)
+    from forecaster.config import load_settings
+
     settings = load_settings(environ, args.config, {"db": args.db})
-    out = sys.stdout
+    now = clock()
     if args.command == "fleet":
-        generated = fleet.generate(seed=args.seed, days=args.days, future_days=args.future_days)
-        for path in fleet.write(generated, args.out):
+        from forecaster import fleet
+
+        chosen = {k: v for k, v in (("seed", args.seed), ("days", args.days),
+                                    ("future_days", args.future_days)) if v is not None}
+        for path in fleet.write(fleet.generate(**chosen), args.out):
             print(f"wrote {path}", file=out)
         return EXIT_OK
     if args.command == "demo":
-        status = run_demo(settings, args.data, now, out, as_of=args.now)
-        if status != EXIT_OK or not args.serve:
-            return status
-        settings = settings.replace(policies=str(args.data / "policies.toml"))
-        url = f"http://{settings.host}:{settings.port}"
-        print(f"\nServing the demo at {url} with the scheduler refreshing every "
-              f"{settings.refresh_every} (Ctrl-C stops it). Try:\n"
-              f"  curl {url}/v1/interventions\n"
-              f"  curl '{url}/v1/interventions?by_service=true&min_p_breach=0.5'\n"
-              f"  curl {url}/v1/services/rag-search\n"
-              f"  curl {url}/v1/series/code-assist:latency_p95_ms/forecast\n"
-              f"  curl '{url}/v1/series/embed-batch:requests_per_s/history?points=100'\n"
-              f"  curl {url}/v1/anomalies\n"
-              f"  curl {url}/metrics\n"
-              f"  open {url}/docs\n"
-              "The server answers for the current time; the sample data ends at "
-              f"{json.loads((args.data / 'fleet' / 'truth.json').read_text())['end']} UTC.",
-              file=out, flush=True)
-        return serve(settings, utcnow, sys.stderr)
+        return _demo(settings, args, clock, out, err)
     if args.command == "serve":
+        from forecaster.server import serve
+
         settings = settings.replace(**{k: v for k, v in (
             ("host", args.host), ("port", args.port),
             ("policies", str(args.policies) if args.policies else None)) if v is not None})
-        return serve(settings, utcnow, sys.stderr)
+        return serve(settings, clock, err)
+    if args.command == "interventions":
+        return _read(settings, now, err, _interventions(args, now, out))
+    if args.command == "anomalies":
+        return _read(settings, now, err, _anomalies(args, out))
+    from forecaster.store import LATEST_VERSION, Store
+
     with Store.open(settings.db, now=now, settings=settings) as store:
         if args.command == "migrate":
             print(f"{settings.db}: schema version {store.schema_version} "
                   f"(latest {LATEST_VERSION})", file=out)
             return EXIT_OK
         if args.command == "summary":
+            from forecaster.summary import render_summary
+
             print(render_summary(store.series_summary()), file=out)
             return EXIT_OK
         if args.command == "refresh":
+            from forecaster.pipeline import run_once
+
             policies = _policies(args.policies, settings)
-            result = run_once(store, settings, policies, args.now or now, reselect=args.reselect)
+            result = run_once(store, settings, policies, args.now or now,
+                              reselect=args.reselect, clock=clock)
             print(result.summary(), file=out)
-            return EXIT_OK
-        if args.command == "interventions":
-            frame = store.interventions()
-            if args.by_service:
-                frame = service_answers(frame)
-            if args.json:
-                print(_frame_json(frame), file=out)
-                return EXIT_OK
-            run = store.run()
-            as_of = run["as_of"] if run else now
-            print(render_interventions(frame, run, as_of, show_all=args.all), file=out, end="")
+            if result.status != "published":
+                print(f"forecaster: refresh failed: {result.error}", file=err)
+                return EXIT_RUN_FAILED
             return EXIT_OK
         if args.command == "backtest":
             return _backtest(store, settings, args, out)
-        if args.command == "anomalies":
-            frame = store.anomalies(since=args.since, service=args.service)
-            if args.precursors:
-                frame = frame.filter(pl.col("precursor"))
-            if args.json:
-                print(_frame_json(frame), file=out)
-                return EXIT_OK
-            print(render_anomalies(frame, store.run()), file=out, end="")
-            return EXIT_OK
+        from forecaster.ingest import ReadSpec, ingest_files
+
         spec = ReadSpec(columns=dict(args.column), service=args.service,
                         time_unit=args.time_unit, fmt=args.format, strict=args.strict,
                         ignore_extra=args.ignore_extra,
                         max_errors=settings.max_reported_errors)
         results = ingest_files(store, args.files, args.kind, spec, now)
-        status = _print_reports(results, out)
+        status = _print_reports(results, out, err)
         if args.errors is not None:
             _write_errors(store, args, spec, results, now)
         return status
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point."""
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the flush at exit cannot fail again."""
     try:
-        return run(sys.argv[1:] if argv is None else argv, dict(os.environ), utcnow())
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: every outcome is an exit status and at most a one-line message."""
+    environ = dict(os.environ)
+    debug = environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    try:
+        status = run(sys.argv[1:] if argv is None else argv, environ, utcnow)
+        sys.stdout.flush()  # inside the try: a reader that went away shows up here
+        return status
+    except BrokenPipeError:
+        # `forecaster interventions --json | head`: the reader has what it wanted.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print("forecaster: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (StoreLockedError, SchemaVersionError) as exc:
         print(f"forecaster: {exc}", file=sys.stderr)
         return EXIT_DATABASE
     except (ConfigError, InputError, ForecasterError) as exc:
         print(f"forecaster: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a message, not a dump
+        if debug:
+            traceback.print_exc()
+        else:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            print(f"forecaster: unexpected error: {type(exc).__name__}"
+                  f"{': ' + first if first else ''} (set {DEBUG_VARIABLE}=1 for the traceback)",
+                  file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import polars as pl
 
-from forecaster.api import ARROW
+from forecaster.media import ARROW
 
 
 class RemoteError(RuntimeError):
@@ -72,14 +72,24 @@ class RemoteStore:
     # -- the Store's read API ----------------------------------------------------------------
 
     def latest_run_id(self) -> int | None:
-        """The newest published run, if any."""
-        return _latest_published(self.runs(1000))
+        """The newest published run, if any (the one the server serves answers of)."""
+        response = self._http.get("/readyz")  # 503 (not ready) still says which run it serves
+        if response.status_code not in (200, 503):
+            _raise_for(response)
+        published = response.json().get("last_published_run")
+        return int(published["run_id"]) if published else None
 
     def run(self, run_id: int | None = None) -> dict[str, Any] | None:
         """One run's row (default: the latest published run), or None."""
-        runs = self.runs(1000)
-        run_id = run_id if run_id is not None else _latest_published(runs)
-        rows = runs.filter(pl.col("run_id") == run_id).to_dicts() if run_id is not None else []
+        run_id = run_id if run_id is not None else self.latest_run_id()
+        if run_id is None or run_id < 1:  # ids start at 1
+            return None
+        try:
+            rows = self._frame(f"/v1/runs/{run_id}").to_dicts()
+        except RemoteError as exc:
+            if exc.status == 404:
+                return None
+            raise
         return rows[0] if rows else None
 
     def runs(self, limit: int = 20) -> pl.DataFrame:
@@ -129,11 +139,6 @@ class RemoteStore:
         response = self._http.post("/v1/runs")
         _raise_for(response)
         return int(response.json()["run_id"])
-
-
-def _latest_published(runs: pl.DataFrame) -> int | None:
-    published = runs.filter(pl.col("status") == "published")
-    return int(published["run_id"].max()) if published.height else None  # type: ignore[arg-type]
 
 
 def _raise_for(response: httpx.Response) -> None:

@@ -14,11 +14,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from forecaster.anomaly import DETECTORS
 from forecaster.policies import format_duration, parse_duration
 from forecaster.schema import ConfigError
 
 ENV_PREFIX = "FORECASTER_"
+# The PyOD detectors forecaster.anomaly can make. Kept here, not there, so that reading the
+# settings does not import PyOD and scikit-learn (seconds at every command's start).
+DETECTORS = ("ecod", "hbos", "iforest", "knn")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,19 @@ class Settings:
         p_schedule: ``p_breach`` from which an action is scheduled (or due now).
         p_watch: ``p_breach`` from which a series is watched.
         sample_paths: Sample paths per series for the first-passage distribution.
-        seed: Seed of the sample paths, so that the same data gives the same answer.
+        sample_rounds: When ``p_breach`` is too close to ``p_schedule`` or ``p_watch`` for
+            ``sample_paths`` to settle the decision (within 3 standard errors), more paths are
+            drawn, ``sample_paths`` at a time, until it is clear or this many rounds were drawn
+            (8: up to 16,000 paths by default). 1 never draws more.
+        seed: Seed of the sample paths, so that the same data gives the same answer: each
+            series' paths are seeded by this and a stable hash of its name (never by a storage
+            id), so the same points give the same answer in any database.
+        stale_intervals: A series is ``stale`` (its feed stopped: a monitoring problem, not a
+            forecast) when no point arrived for this many of its usual sampling intervals (the
+            median spacing of its recent points): 6 means a 5-minute series is stale after 30
+            minutes without data, an hourly one after 6 hours. A policy's ``stale_after`` wins.
+        stale_min: ... but never before this long without data (1h by default, so a scraper or
+            an ingest glob that delivers every few minutes is not mistaken for a stopped feed).
         anomaly_detector: PyOD detector of precursor anomalies (ecod, hbos, iforest, knn).
         anomaly_threshold: Onset score from which an anomaly is reported (the NAB sweep's).
         anomaly_lookback: How far back each refresh reports anomalies.
@@ -72,7 +86,10 @@ class Settings:
     p_schedule: float = 0.5
     p_watch: float = 0.1
     sample_paths: int = 2000
+    sample_rounds: int = 8
     seed: int = 0
+    stale_intervals: int = 6
+    stale_min: timedelta = timedelta(hours=1)
     anomaly_detector: str = "ecod"
     anomaly_threshold: float = 0.984
     anomaly_lookback: timedelta = timedelta(hours=24)
@@ -151,6 +168,14 @@ def _build(values: Mapping[str, Any], origin: str) -> Settings:
             f"{origin}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
     settings = Settings(**{k: _coerce(k, v, _TYPES[k], origin) for k, v in values.items()})
+    if settings.sample_paths < 1:
+        raise ConfigError(f"{origin}: sample_paths = 0 must be 1 or more")
+    if settings.sample_rounds < 1:
+        raise ConfigError(f"{origin}: sample_rounds = 0 must be 1 or more")
+    if settings.stale_intervals < 1:
+        raise ConfigError(f"{origin}: stale_intervals = 0 must be 1 or more")
+    if settings.stale_min <= timedelta(0):
+        raise ConfigError(f"{origin}: stale_min must be longer than 0s")
     if settings.anomaly_detector not in DETECTORS:
         raise ConfigError(f"{origin}: anomaly_detector = {settings.anomaly_detector!r} is not a "
                           f"known detector; known: {', '.join(DETECTORS)}")

@@ -148,6 +148,8 @@ def _options(plan: dict[str, str], spec: ReadSpec, now: datetime) -> IngestOptio
 def _file_source(path: Path, spec: ReadSpec) -> Source:
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
     return Source(label=str(path), path=path, fmt=spec.fmt or detect_format(path))
 
 
@@ -166,14 +168,42 @@ def _frame_source(frame: Any, label: str) -> Source:
     return Source(label=label, table=table)
 
 
+def _is_blank(path: Path) -> bool:
+    """Whether a file holds nothing but white space (only a small file is read to tell)."""
+    try:
+        size = path.stat().st_size
+        return size == 0 or (size <= 4096 and not path.read_bytes().strip())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _columns(store: Store, source: Source) -> dict[str, str]:
+    """The input's columns, refusing JSON lines that are not objects.
+
+    Raises:
+        InputError: the input cannot be read, or its JSON lines are not objects.
+    """
+    columns = store.source_columns(source)
+    if source.fmt == "json" and columns == {"json": "JSON"}:
+        # DuckDB's name for the whole value of a line that is not an object
+        raise InputError(f"{source.label}: each line must be one JSON object with keys such as "
+                         '{"ts": "2026-11-26T08:00:00Z", "service": "chat", ...}')
+    return columns
+
+
 def ingest(store: Store, source: Source, kind: str, spec: ReadSpec, now: datetime) -> IngestReport:
     """Validate and store one input of points (``kind="points"``) or requests.
+
+    An empty file (nothing but white space) is an input of no rows: nothing is stored.
 
     Raises:
         InputError: the input as a whole cannot be used (format, columns).
     """
+    if source.path is not None and _is_blank(source.path):
+        return IngestReport(source=source.label,
+                            requests_stored=None if kind == "points" else 0)
     allowed = POINT_COLUMNS if kind == "points" else REQUEST_COLUMNS
-    plan = plan_columns(source.label, store.source_columns(source), allowed, spec)
+    plan = plan_columns(source.label, _columns(store, source), allowed, spec)
     options = _options(plan, spec, now)
     if kind == "points":
         return store.ingest_points(source, options)
@@ -215,6 +245,8 @@ def rejects_of_file(store: Store, path: Path, kind: str, spec: ReadSpec,
                     now: datetime) -> pl.DataFrame:
     """Every rejected row of a file as a polars frame (row, field, message); stores nothing."""
     source = _file_source(Path(path), spec)
+    if _is_blank(Path(path)):
+        return pl.DataFrame(schema={"row": pl.Int64, "field": pl.String, "message": pl.String})
     allowed = POINT_COLUMNS if kind == "points" else REQUEST_COLUMNS
-    plan = plan_columns(source.label, store.source_columns(source), allowed, spec)
+    plan = plan_columns(source.label, _columns(store, source), allowed, spec)
     return store.all_rejects(source, _options(plan, spec, now), kind)

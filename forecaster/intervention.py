@@ -26,10 +26,23 @@ off, a monotone map ``g`` learned from them (:mod:`forecaster.calibration`) is a
 crossing bound holds for the raw distribution (the map may move ``eta_p50`` by what the record
 showed). Every answer keeps its raw ``p_breach`` and raw quantiles at ``calibration.LEVELS``, which
 later score it.
+
+Monte Carlo error. ``p_breach`` from ``n`` paths has a standard error of about
+``sqrt(p (1 - p) / n)`` (0.011 at 2,000 paths and p = 0.5). When the thresholds of the decision
+(``p_schedule``, ``p_watch``) lie within 3 standard errors of it, noise rather than the data
+would decide, so more paths are drawn from the same random stream, ``n_paths`` at a time, until
+they do not or ``rounds`` batches were drawn; an answer that stays that close says its error in
+the reason. The random stream of a series is seeded by the settings' seed and a stable hash of
+the series' name (:func:`path_seed`), so the same data gives the same answer in any database.
+
+Stale data. A series whose points stopped arriving (:func:`freshness`) is answered ``stale``
+(:func:`stale_intervention`): no eta, no ``act_by`` and no ``p_breach``, since extrapolating past
+the last point would answer a monitoring problem with a forecast.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +60,8 @@ MIN_RESIDUALS = 48  # in-sample residuals a series needs for its noise to be dra
 MIN_PER_PHASE = 3  # residuals at a time of day needed to draw from that time of day alone
 ONE_OFF_AFTER = 7  # days of residuals at a time of day from which a single extreme is cut back
 Z80 = 1.2815515655446004  # standard normal quantile of 0.9: the 80% interval is mean +- Z80 sd
+CLEAR_SE = 3.0  # a decision is clear when its thresholds are this many standard errors away
+RECENT_POINTS = 50  # points whose median spacing is a series' usual sampling interval
 
 _ACTION_PHRASE = {"scale_out": "scaling out", "retrain": "retraining", "rollback": "a rollback",
                   "investigate": "an investigation"}
@@ -119,14 +134,22 @@ class DecisionSettings:
     Attributes:
         p_schedule: ``p_breach`` from which an action is scheduled (or due now).
         p_watch: ``p_breach`` from which a series is watched.
-        n_paths: Sample paths drawn.
+        n_paths: Sample paths drawn per round.
         refresh_every: How often new data and a new answer arrive.
+        rounds: At most this many rounds of ``n_paths`` are drawn while a threshold is within
+            ``CLEAR_SE`` standard errors of ``p_breach`` (1: never more than ``n_paths``).
+        stale_intervals: A series is stale after this many of its usual sampling intervals
+            without a point ...
+        stale_min: ... and never before this long (a policy's ``stale_after`` wins over both).
     """
 
     p_schedule: float = 0.5
     p_watch: float = 0.1
     n_paths: int = 2000
     refresh_every: timedelta = timedelta(minutes=15)
+    rounds: int = 8
+    stale_intervals: int = 6
+    stale_min: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +158,9 @@ class Intervention:
 
     ``p_raw`` and ``passage`` are the sample paths' own ``p_breach`` and first-passage quantiles
     at ``calibration.LEVELS`` (seconds after ``now``, None beyond the horizon), before any
-    recalibration; absent when already breached.
+    recalibration; absent when already breached or stale. ``p_breach`` is None when the series
+    is ``stale`` (no forecast is made from a feed that stopped). ``paths`` is how many sample
+    paths were drawn (0 when none were).
     """
 
     unique_id: str
@@ -146,7 +171,7 @@ class Intervention:
     eta_p10: datetime | None
     eta_p50: datetime | None
     eta_p90: datetime | None
-    p_breach: float
+    p_breach: float | None
     act_by: datetime | None
     decision: str
     next_check_at: datetime
@@ -155,6 +180,67 @@ class Intervention:
     evidence: tuple[Evidence, ...] = field(default_factory=tuple)
     p_raw: float | None = None
     passage: tuple[float | None, ...] = ()
+    paths: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """How fresh a series' data is.
+
+    Attributes:
+        last_point: Time of its latest point.
+        interval: Its usual sampling interval (median spacing of its last ``RECENT_POINTS``
+            points); None with a single point.
+        stale_after: How long without a point makes it stale.
+        by_policy: Whether ``stale_after`` is the policy's own (else from the settings).
+        age: Time from the latest point to ``now``.
+    """
+
+    last_point: datetime
+    interval: timedelta | None
+    stale_after: timedelta
+    by_policy: bool
+    age: timedelta
+
+    @property
+    def stale(self) -> bool:
+        """Whether no point arrived for longer than ``stale_after``."""
+        return self.age > self.stale_after
+
+
+def freshness(ts: np.ndarray, policy: Policy, now: datetime,
+              settings: DecisionSettings) -> Freshness:
+    """Judge a series' freshness against its own sampling interval.
+
+    Args:
+        ts: Its point times up to ``now`` (numpy datetime64), ascending, at least one.
+        policy: Its policy; ``stale_after``, when set, is the limit.
+        now: The current time (UTC, naive).
+        settings: ``stale_intervals`` and ``stale_min``, used without a policy limit.
+
+    Returns:
+        The latest point, the usual interval, the limit and the age.
+    """
+    recent = ts[-(RECENT_POINTS + 1):].astype("datetime64[us]")
+    last = recent[-1].item()
+    interval = (timedelta(microseconds=int(np.median(np.diff(recent).astype(np.int64))))
+                if recent.size > 1 else None)
+    if policy.stale_after is not None:
+        limit, by_policy = policy.stale_after, True
+    else:
+        limit = max(settings.stale_min, settings.stale_intervals * interval
+                    if interval is not None else settings.stale_min)
+        by_policy = False
+    return Freshness(last_point=last, interval=interval, stale_after=limit,
+                     by_policy=by_policy, age=now - last)
+
+
+def path_seed(seed: int, unique_id: str) -> list[int]:
+    """Entropy of a series' sample paths: the settings' ``seed`` and a stable hash of the
+    series' name, so the same data answers the same in any database and process (Python's
+    ``hash`` is salted per process; a storage id depends on the order series arrived)."""
+    digest = hashlib.blake2b(unique_id.encode("utf-8"), digest_size=8).digest()
+    return [seed, int.from_bytes(digest, "big")]
 
 
 def sample_paths(dist: ForecastDist, n_paths: int, rng: np.random.Generator) -> np.ndarray:
@@ -242,6 +328,19 @@ def _fmt_days(delta: timedelta) -> str:
     return f"{hours:.0f} h" if hours < 36 else f"{hours / 24:.1f} days"
 
 
+def _fmt_span(delta: timedelta) -> str:
+    """A duration as a person says it: 40 s, 5 min, 1 h, 1.5 h, 6 h, 3.4 days."""
+    seconds = delta.total_seconds()
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        hours = seconds / 3600
+        return f"{hours:.1f} h" if hours < 10 and hours != round(hours) else f"{hours:.0f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def _trend_phrase(metric: str, observation: Observation, transform: Transform) -> str:
     name = _METRIC_PHRASE.get(metric, metric.replace("_", " "))
     slope, level = observation.trend_per_day, observation.level
@@ -260,6 +359,14 @@ def _trend_phrase(metric: str, observation: Observation, transform: Transform) -
 
 def _when(ts: datetime) -> str:
     return ts.strftime("%a %d %b %H:%M UTC")
+
+
+def _precursor_sentence(evidence: tuple[Evidence, ...]) -> str:
+    if not evidence:
+        return ""
+    listed = ", ".join(f"{e.detail} at {_when(e.ts)}" for e in evidence[:3])
+    more = f" and {len(evidence) - 3} more" if len(evidence) > 3 else ""
+    return f" Precursor anomalies: {listed}{more}."
 
 
 def time_to_intervention(
@@ -281,8 +388,10 @@ def time_to_intervention(
         policy: The limit, action and lead time.
         observation: The latest observed value and the recent trend.
         now: The current time (UTC, naive); crossings before it are counted at ``now``.
-        settings: Decision thresholds and the number of paths.
-        rng: The random source of the paths (seed it for reproducible answers).
+        settings: Decision thresholds and the number of paths (``n_paths``, and up to
+            ``rounds`` times as many while a threshold is within the Monte Carlo error).
+        rng: The random source of the paths (seed it for reproducible answers, with
+            :func:`path_seed`).
         evidence: Fresh precursor anomalies of the series (see forecaster.precursors). They
             raise urgency without touching the probabilities: an ``ok`` becomes a ``watch``,
             the reason lists them, and among answers of the same decision those with
@@ -306,6 +415,7 @@ def time_to_intervention(
     act_by: datetime | None
     p_raw: float | None = None
     passage: tuple[float | None, ...] = ()
+    paths = 0
 
     if is_past(observation.last_value, policy):
         decision = "breached"
@@ -315,12 +425,17 @@ def time_to_intervention(
                   f" {'>' if policy.direction == 'above' else '<'} {limit_txt} "
                   f"(at {_when(observation.last_ts)}); act now ({action}).")
     else:
-        paths = sample_paths(dist, settings.n_paths, rng)
-        # Compared on the metric's own scale: the model scale clips at the domain's ends, and a
-        # limit at an end (a CPU above 100%) can never be passed.
-        with np.errstate(over="ignore"):  # a path far out maps to an end of the domain
-            on_metric_scale = inverse(paths, dist.transform)
-        steps = first_passage_steps(on_metric_scale, policy.limit, policy.direction)
+        steps = _passage_steps(dist, policy, settings.n_paths, rng)
+        # More paths, from the same stream, while a threshold is within reach of the noise.
+        # (With precursor evidence an `ok` is a `watch` anyway: only p_schedule matters.)
+        thresholds = ((settings.p_schedule,) if evidence
+                      else (settings.p_schedule, settings.p_watch))
+        for _ in range(settings.rounds - 1):
+            if _close_threshold(steps, thresholds, calibration) is None:
+                break
+            steps = np.concatenate([steps, _passage_steps(dist, policy, settings.n_paths, rng)])
+        paths = int(steps.size)
+        close = _close_threshold(steps, thresholds, calibration)
         p_raw = float(np.isfinite(steps).mean())
         p_breach = calibration.level(p_raw) if calibration is not None else p_raw
         passage = tuple(None if t is None else max(0.0, (t - now).total_seconds())
@@ -358,10 +473,11 @@ def time_to_intervention(
         else:
             todo = ""
         reason = f"{trend} and {crossing}" + (f"; {todo}" if todo else "") + "."
-    if evidence:
-        listed = ", ".join(f"{e.detail} at {_when(e.ts)}" for e in evidence[:3])
-        more = f" and {len(evidence) - 3} more" if len(evidence) > 3 else ""
-        reason += f" Precursor anomalies: {listed}{more}."
+        if close is not None:
+            threshold, error = close
+            reason += (f" p={p_breach:.3f} +- {error:.3f} ({paths:,} paths): too close to "
+                       f"{threshold:.2f} to be sure of this decision.")
+    reason += _precursor_sentence(evidence)
     next_check = now + settings.refresh_every
     if decision == "schedule" and act_by is not None:
         next_check = min(next_check, act_by)
@@ -370,7 +486,77 @@ def time_to_intervention(
         action=policy.action, lead_time=policy.lead_time, eta_p10=eta10, eta_p50=eta50,
         eta_p90=eta90, p_breach=p_breach, act_by=act_by, decision=decision,
         next_check_at=next_check, reason=reason, last_value=observation.last_value,
-        evidence=evidence, p_raw=p_raw, passage=passage)
+        evidence=evidence, p_raw=p_raw, passage=passage, paths=paths)
+
+
+def _passage_steps(dist: ForecastDist, policy: Policy, n_paths: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """First-passage steps of ``n_paths`` new sample paths (inf for a path that never
+    crosses)."""
+    paths = sample_paths(dist, n_paths, rng)
+    # Compared on the metric's own scale: the model scale clips at the domain's ends, and a
+    # limit at an end (a CPU above 100%) can never be passed.
+    with np.errstate(over="ignore"):  # a path far out maps to an end of the domain
+        on_metric_scale = inverse(paths, dist.transform)
+    return first_passage_steps(on_metric_scale, policy.limit, policy.direction)
+
+
+def _close_threshold(steps: np.ndarray, thresholds: Sequence[float],
+                     calibration: Calibration | None) -> tuple[float, float] | None:
+    """The first of ``thresholds`` within ``CLEAR_SE`` standard errors of ``p_breach``, with
+    that standard error (on the calibrated scale when a map applies); None when all are
+    clear."""
+    n = steps.size
+    p = float(np.isfinite(steps).mean())
+    se = math.sqrt(p * (1.0 - p) / n)
+    low, high = max(0.0, p - CLEAR_SE * se), min(1.0, p + CLEAR_SE * se)
+    if calibration is not None:
+        # g is monotone: the band maps to a band; its standard error, read the same way
+        low, high = calibration.level(low), calibration.level(high)
+        se = (calibration.level(min(1.0, p + se)) - calibration.level(max(0.0, p - se))) / 2
+    for threshold in thresholds:
+        if low < threshold <= high:
+            return threshold, se
+    return None
+
+
+def stale_intervention(unique_id: str, policy: Policy, observation: Observation,
+                       fresh: Freshness, now: datetime, settings: DecisionSettings,
+                       evidence: tuple[Evidence, ...] = ()) -> Intervention:
+    """The answer for a series whose data stopped: ``stale``, with no eta, ``act_by`` or
+    ``p_breach`` (a forecast from a feed that stopped would answer a monitoring problem with an
+    extrapolation), and a reason that says since when and what the last value was.
+
+    Args:
+        unique_id: ``service:metric``.
+        policy: Its limit and action.
+        observation: The latest observed value.
+        fresh: Its freshness (stale).
+        now: The current time (UTC, naive).
+        settings: ``refresh_every`` sets when to look again.
+        evidence: Precursor anomalies of the series, listed in the reason.
+    """
+    metric = unique_id.partition(":")[2]
+    limit_txt = _fmt_value(policy.limit, metric)
+    last_txt = _fmt_value(observation.last_value, metric)
+    if fresh.by_policy:
+        usual = f"its policy calls it stale after {_fmt_span(fresh.stale_after)}"
+    elif fresh.interval is not None:
+        usual = f"it usually reports every {_fmt_span(fresh.interval)}"
+    else:
+        usual = "a single point was ever seen"
+    past = (f", past its limit ({'>' if policy.direction == 'above' else '<'} {limit_txt}) "
+            "when it stopped" if is_past(observation.last_value, policy)
+            else f" (limit {limit_txt})")
+    reason = (f"no data since {_when(fresh.last_point)} ({_fmt_span(fresh.age)}; {usual}): "
+              f"a monitoring problem, not a forecast; last value {last_txt}{past}.")
+    reason += _precursor_sentence(evidence)
+    return Intervention(
+        unique_id=unique_id, limit=policy.limit, direction=policy.direction,
+        action=policy.action, lead_time=policy.lead_time, eta_p10=None, eta_p50=None,
+        eta_p90=None, p_breach=None, act_by=None, decision="stale",
+        next_check_at=now + settings.refresh_every, reason=reason,
+        last_value=observation.last_value, evidence=evidence)
 
 
 def urgency_key(item: Intervention) -> tuple[int, float, datetime, float]:
@@ -378,4 +564,4 @@ def urgency_key(item: Intervention) -> tuple[int, float, datetime, float]:
     time, then probability)."""
     strongest = max((e.score for e in item.evidence), default=0.0)
     return (DECISIONS.index(item.decision), -strongest, item.act_by or datetime.max,
-            -item.p_breach)
+            -(item.p_breach or 0.0))

@@ -3,9 +3,12 @@ text format (built with prometheus_client, so any Prometheus parses it).
 
 Per series (labels ``series``, ``service``, ``metric``): ``forecaster_eta_seconds`` (quantile
 0.1/0.5/0.9, seconds from the run's as-of time; absent when too few paths cross),
-``forecaster_p_breach``, ``forecaster_act_by_seconds``. Per service: ``forecaster_decision``
-(1 for its decision, 0 for the others). The service: last run id, age and duration, refresh runs
-and failures, rows ingested through it, anomalies and precursors of the latest run.
+``forecaster_p_breach`` (absent for a ``stale`` series), ``forecaster_act_by_seconds``,
+``forecaster_freshness_seconds`` (age of its latest point at the run's as-of time). Per service:
+``forecaster_decision`` (1 for its decision, 0 for the others) and ``forecaster_stale_series``
+(how many of its series' data stopped: alert on ``forecaster_stale_series > 0``). The service:
+last run id, age and duration, refresh runs and failures, rows ingested through it, anomalies and
+precursors of the latest run.
 """
 
 from __future__ import annotations
@@ -50,9 +53,20 @@ class _Collector:
                               "the horizon", labels=labels)
         act = GaugeMetricFamily("forecaster_act_by_seconds", "Seconds from the run's as-of time "
                                 "to the act-by time (negative: overdue)", labels=labels)
+        fresh = GaugeMetricFamily("forecaster_freshness_seconds", "Age of the series' latest "
+                                  "point at the run's as-of time", labels=labels)
+        stale = GaugeMetricFamily("forecaster_stale_series", "Series whose data stopped "
+                                  "arriving (decision stale): a monitoring problem",
+                                  labels=["service"])
+        stale_by_service: dict[str, int] = {}
         for row in answers.iter_rows(named=True):
             key = [row["unique_id"], row["service"], row["metric"]]
-            p.add_metric(key, float(row["p_breach"]))
+            stale_by_service[row["service"]] = (stale_by_service.get(row["service"], 0)
+                                                + (row["decision"] == "stale"))
+            if row["freshness_s"] is not None:
+                fresh.add_metric(key, float(row["freshness_s"]))
+            if row["p_breach"] is not None:  # none when stale: no forecast was made
+                p.add_metric(key, float(row["p_breach"]))
             for q, column in (("0.1", "eta_p10"), ("0.5", "eta_p50"), ("0.9", "eta_p90")):
                 if row[column] is not None:
                     eta.add_metric([*key, q], (row[column] - as_of).total_seconds())
@@ -64,6 +78,8 @@ class _Collector:
         for row in service_answers(answers).iter_rows(named=True):
             for d in DECISIONS:
                 decision.add_metric([row["service"], d], 1.0 if row["decision"] == d else 0.0)
+        for service, count in sorted(stale_by_service.items()):
+            stale.add_metric([service], float(count))
         found = self.store.anomalies(run_id=self.run_id)
         anomalies = GaugeMetricFamily("forecaster_anomalies", "Anomalies the latest run found "
                                       "in its lookback", labels=["service", "precursor"])
@@ -72,7 +88,7 @@ class _Collector:
             for row in counts.sort("service", "precursor").iter_rows(named=True):
                 anomalies.add_metric([row["service"], str(row["precursor"]).lower()],
                                      float(row["len"]))
-        yield from (eta, p, act, decision, anomalies)
+        yield from (eta, p, act, fresh, decision, stale, anomalies)
 
     def _service(self) -> Iterator[Metric]:
         now = self.service.clock()
@@ -108,12 +124,19 @@ class _Collector:
         for table, n in counts.items():
             stored.add_metric([table], float(n))
         yield stored
-        status = self.store.runs(1000).group_by("status").len()
+        recent = self.store.runs(1000)
+        status = recent.group_by("status").len()
         by_status = GaugeMetricFamily("forecaster_runs", "Runs recorded (newest 1000), by "
                                       "status", labels=["status"])
         for row in status.sort("status").iter_rows(named=True):
             by_status.add_metric([row["status"]], float(row["len"]))
         yield by_status
+        interrupted = GaugeMetricFamily(
+            "forecaster_runs_interrupted", "Runs recorded (newest 1000) that a process left "
+            "running when it stopped, marked failed when the file was next opened")
+        interrupted.add_metric([], float(recent.filter(
+            recent["error"].str.starts_with("interrupted:")).height))
+        yield interrupted
 
 
 def render(store: Store, service: Service, run_id: int | None) -> bytes:

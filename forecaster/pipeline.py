@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import numpy as np
@@ -34,7 +34,11 @@ from forecaster.forecast import (
 from forecaster.intervention import (
     DecisionSettings,
     ForecastDist,
+    Freshness,
     Intervention,
+    freshness,
+    path_seed,
+    stale_intervention,
     time_to_intervention,
     urgency_key,
 )
@@ -139,14 +143,19 @@ def run_once(
     reselect: bool = False,
     run_id: int | None = None,
     executor: Executor | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> RunResult:
     """Refresh once and publish the result as one run.
+
+    A failure of the run as a whole (outside any one series) is recorded as a failed run, its
+    traceback in the run's detail, and returned as a failed result: it is not raised.
 
     Args:
         store: The open database (this process is its only writer).
         settings: Thresholds, jobs, selection age, seed.
         policies: Which series to watch, their limits and actions.
-        now: The time the answers are for (UTC, naive); later points are not read.
+        now: The time the answers are for (UTC, naive); later points are not read. It is the
+            run's ``as_of``, which may be in the past (a replay).
         trigger: Who asked (``manual``, ``schedule``, ``api``), kept with the run.
         reselect: Re-make every model choice now, however recent.
         run_id: A run already recorded as started (by the service, which answers with its id
@@ -154,21 +163,32 @@ def run_once(
         executor: Where the computation runs; default this thread. The service passes a
             process pool so that the computation never holds its API's interpreter lock; the
             store is read and written here either way (only this process may open it).
+        clock: The wall-clock time (UTC, naive), read when the run starts and ends, for its
+            ``started_at`` and ``finished_at``. Without it they are ``now`` plus the time
+            elapsed, so that the run's duration is still true.
 
     Returns:
-        The run's result; ``status`` is ``failed`` when the run as a whole failed.
+        The run's result; ``status`` is ``failed`` (and ``error`` says why) when the run as a
+        whole failed.
     """
     started = time.perf_counter()
+    started_at = clock() if clock is not None else now
+
+    def wall() -> datetime:
+        if clock is not None:
+            return clock()
+        return started_at + timedelta(seconds=time.perf_counter() - started)
+
     if run_id is None:
-        run_id = store.start_run(now, now, trigger)
+        run_id = store.start_run(started_at, now, trigger)
     result = RunResult(run_id=run_id, status="running")
     try:
-        clock = time.perf_counter()
+        tick = time.perf_counter()
         scored = store.score_estimates(now)
-        scoring_s = time.perf_counter() - clock
-        clock = time.perf_counter()
+        scoring_s = time.perf_counter() - tick
+        tick = time.perf_counter()
         inputs = gather(store, policies, now, settings)
-        read_s = time.perf_counter() - clock
+        read_s = time.perf_counter() - tick
         if executor is None:
             computed = compute(inputs, settings, now, run_id, reselect)
         else:
@@ -176,16 +196,16 @@ def run_once(
         computed.result.timings = {"scoring": scoring_s, "read": read_s,
                                    **computed.result.timings}
         computed.result.scored = scored
-        clock = time.perf_counter()
-        store.publish_run(run_id, now, detail=computed.detail(settings), **computed.frames)
-        computed.result.timings["publish"] = time.perf_counter() - clock
+        tick = time.perf_counter()
+        detail = computed.detail(settings)
+        store.publish_run(run_id, wall(), detail=detail, **computed.frames)
+        computed.result.timings["publish"] = time.perf_counter() - tick
         result = computed.result
         result.status = "published"
-    except Exception as exc:  # noqa: BLE001 - the run is recorded as failed, then re-raised
+    except Exception as exc:  # noqa: BLE001 - recorded as a failed run and returned as one
         result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
         detail = json.dumps({"traceback": traceback.format_exc()[-4000:]})
-        store.fail_run(run_id, now, result.error, detail)
-        raise
+        store.fail_run(run_id, wall(), result.error, detail)
     finally:
         result.timings["total"] = time.perf_counter() - started
     return result
@@ -298,7 +318,10 @@ def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
     fs = ForecastSettings(n_jobs=settings.forecast_jobs)
     decision = DecisionSettings(p_schedule=settings.p_schedule, p_watch=settings.p_watch,
                                 n_paths=settings.sample_paths,
-                                refresh_every=settings.refresh_every)
+                                refresh_every=settings.refresh_every,
+                                rounds=settings.sample_rounds,
+                                stale_intervals=settings.stale_intervals,
+                                stale_min=settings.stale_min)
     result = RunResult(run_id=run_id, status="running")
     targets, scanned = inputs.targets, inputs.scanned
     by_uid = {t.unique_id: t for t in targets}
@@ -309,12 +332,16 @@ def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
 
     failures: dict[str, str] = {}
     prepared: list[Prepared] = []
+    fresh: dict[str, Freshness] = {}  # the stale series: answered as such, not forecast
     clock = time.perf_counter()
     for target in targets:
         if target.series_id not in spans:
             failures[target.unique_id] = "no points up to now"
             continue
         a, b = spans[target.series_id]
+        judged = freshness(ts[a:b], target.policy, now, decision)
+        if judged.stale:
+            fresh[target.unique_id] = judged
         try:
             item = prepare(target.unique_id, ts[a:b], values[a:b], kind=target.kind,
                            step=target.policy.freq, direction=target.policy.direction, now=now,
@@ -330,10 +357,12 @@ def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
     # Selection, on its own slower clock
     clock = time.perf_counter()
     stored = inputs.choices
-    stale = [p for p in prepared if reselect
-             or by_uid[p.unique_id].series_id not in stored
-             or stored[by_uid[p.unique_id].series_id][1] < now - settings.selection_max_age]
-    new_choices = _isolated(lambda items: select_models(items, fs), stale, failures,
+    # A stale series is neither forecast nor has its model chosen (the choice is made when
+    # its feed resumes): a fleet whose feed stopped costs nothing but the answers saying so.
+    due = [p for p in prepared if p.unique_id not in fresh and (
+           reselect or by_uid[p.unique_id].series_id not in stored
+           or stored[by_uid[p.unique_id].series_id][1] < now - settings.selection_max_age)]
+    new_choices = _isolated(lambda items: select_models(items, fs), due, failures,
                             "selection", record=False)
     result.reselected = len(new_choices)
     models = {p.unique_id: stored.get(by_uid[p.unique_id].series_id, (FALLBACK,))[0]
@@ -344,7 +373,8 @@ def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
     # Forecast
     clock = time.perf_counter()
     horizons = {p.unique_id: by_uid[p.unique_id].policy.steps for p in prepared}
-    dists = _isolated(lambda items: forecast(items, models, horizons, fs), prepared, failures,
+    dists = _isolated(lambda items: forecast(items, models, horizons, fs),
+                      [p for p in prepared if p.unique_id not in fresh], failures,
                       "forecast", record=True)
     result.timings["forecast"] = time.perf_counter() - clock
 
@@ -362,16 +392,22 @@ def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
     clock = time.perf_counter()
     answers: dict[str, Intervention] = {}
     for item in prepared:
+        target = by_uid[item.unique_id]
+        found_here = evidence(found, target.series_id, now, settings.anomaly_fresh)
+        if item.unique_id in fresh:
+            answers[item.unique_id] = stale_intervention(
+                item.unique_id, target.policy, item.observation, fresh[item.unique_id], now,
+                decision, evidence=found_here)
+            continue
         if item.unique_id not in dists:
             continue
-        target = by_uid[item.unique_id]
         dist, _ = dists[item.unique_id]
-        rng = np.random.default_rng([settings.seed, target.series_id])
+        # Seeded by the series' name, not its storage id: the same data, the same answer.
+        rng = np.random.default_rng(path_seed(settings.seed, item.unique_id))
         try:
             answers[item.unique_id] = time_to_intervention(
                 item.unique_id, dist, target.policy, item.observation, now, decision, rng,
-                evidence=evidence(found, target.series_id, now, settings.anomaly_fresh),
-                calibration=inputs.calibration)
+                evidence=found_here, calibration=inputs.calibration)
         except Exception as exc:  # noqa: BLE001
             failures[item.unique_id] = f"intervention: {type(exc).__name__}: {exc}"
     result.timings["intervention"] = time.perf_counter() - clock
@@ -417,7 +453,9 @@ def _frames(
         last_point = (ts[spans[sid][1] - 1].astype("datetime64[us]").item()
                       if sid in spans else None)
         model = dists[uid][1] if uid in dists else None
-        status = "failed" if uid in failures else (
+        answer = answers.get(uid)
+        status = "failed" if uid in failures else "stale" if (
+            answer is not None and answer.decision == "stale") else (
             "fallback" if model == FALLBACK or (item and item.degenerate) else "ok")
         series_rows.append({
             "run_id": run_id, "series_id": sid, "status": status, "model": model,
@@ -436,7 +474,6 @@ def _frames(
             part.update({name: dist.quantile(q) for name, q in QUANTILES.items()})
             forecast_parts.append(pl.DataFrame(part).with_columns(
                 run_id=pl.lit(run_id, pl.Int64), series_id=pl.lit(sid, pl.Int32)))
-        answer = answers.get(uid)
         if answer is not None:
             answer_rows.append({
                 "run_id": run_id, "series_id": sid, "service": target.service,

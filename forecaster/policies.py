@@ -11,6 +11,9 @@ A policy file is TOML with one ``[[policy]]`` table per rule::
     lead_time = "2h"               # how long the action takes: 30m, 6h, 1d, 1d12h
     freq = "1h"                    # forecast frequency (optional, default 1h)
     horizon = "14d"                # how far ahead to look (optional, default 14d)
+    stale_after = "2h"             # no point for this long: the feed stopped, answer `stale`
+                                   # (optional; default judged against the series' own
+                                   # sampling interval, see Settings.stale_intervals)
 
 For a series, the most specific matching rule wins: an exact service over a service pattern over
 no service, then an exact metric over a metric pattern; among equals, the later rule in the file.
@@ -33,7 +36,8 @@ from forecaster.schema import NAME_RULE, ConfigError
 DIRECTIONS = ("above", "below")
 KNOWN_ACTIONS = ("scale_out", "retrain", "rollback", "investigate")
 _DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-_KEYS = {"metric", "service", "limit", "direction", "action", "lead_time", "freq", "horizon"}
+_KEYS = {"metric", "service", "limit", "direction", "action", "lead_time", "freq", "horizon",
+         "stale_after"}
 _ACTION = re.compile(r"[a-z][a-z0-9_\-]{0,39}")
 _PATTERN = re.compile(r"[A-Za-z0-9_.\-*?\[\]]{1,200}")
 
@@ -51,6 +55,8 @@ class Policy:
         service: Service name or glob; None for every service.
         freq: Forecast frequency.
         horizon: How far ahead to forecast.
+        stale_after: How long without a point makes the series ``stale``; None judges it
+            against the series' own sampling interval (see ``Settings.stale_intervals``).
     """
 
     metric: str
@@ -61,6 +67,7 @@ class Policy:
     service: str | None = None
     freq: timedelta = timedelta(hours=1)
     horizon: timedelta = timedelta(days=14)
+    stale_after: timedelta | None = None
 
     def matches(self, service: str, metric: str) -> bool:
         """Whether this rule applies to the series ``service:metric``."""
@@ -172,9 +179,17 @@ def _policy_from(entry: dict[str, Any], where: Callable[[str | None], str]) -> P
         raise fail("freq", "freq must be between 5m and 1d")
     if durations["horizon"] < 2 * durations["freq"] or durations["horizon"] > timedelta(days=90):
         raise fail("horizon", "horizon must be at least two steps of freq and at most 90d")
+    stale_after = None
+    if "stale_after" in entry:
+        try:
+            stale_after = parse_duration(str(entry["stale_after"]))
+        except ValueError as exc:
+            raise fail("stale_after", f"stale_after: {exc}") from None
+        if stale_after <= timedelta(0):
+            raise fail("stale_after", "stale_after must be longer than 0s")
     return Policy(metric=metric, service=service, limit=float(limit), direction=direction,
                   action=action, lead_time=durations["lead_time"], freq=durations["freq"],
-                  horizon=durations["horizon"])
+                  horizon=durations["horizon"], stale_after=stale_after)
 
 
 def load_policies(path: Path | None, include_defaults: bool = True) -> tuple[Policy, ...]:

@@ -28,7 +28,9 @@ ROLLUP_SECONDS = 300
 
 
 # Decisions of time to intervention, most urgent first: the ranking everywhere answers are listed.
-DECISIONS = ("breached", "act_now", "schedule", "watch", "ok")
+# `stale`: the series' data stopped arriving (a monitoring problem, not a forecast); it ranks
+# after the actions due and before what is only watched.
+DECISIONS = ("breached", "act_now", "schedule", "stale", "watch", "ok")
 
 
 class MetricKind(StrEnum):
@@ -103,8 +105,39 @@ def metric_kind(metric: str) -> MetricKind:
 
 
 def to_utc_naive(value: datetime) -> datetime:
-    """A time as the store keeps it: UTC without an offset (a naive time is taken as UTC)."""
-    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+    """A time as the store keeps it: UTC without an offset (a naive time is taken as UTC).
+
+    Raises:
+        ValueError: the time in UTC falls outside the years a ``datetime`` can hold (year 1
+            with a positive offset, year 9999 with a negative one).
+    """
+    if value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueError(f"time {value.isoformat()} is outside the years 1 to 9999 once "
+                         "converted to UTC") from None
+
+
+def utc_in_range(value: datetime, what: str) -> datetime:
+    """``value`` as :func:`to_utc_naive` gives it, checked to lie in ``MIN_YEAR..MAX_YEAR``.
+
+    Args:
+        value: The time, naive (UTC) or with an offset.
+        what: What the time is (a field or parameter name), for the message.
+
+    Raises:
+        ValueError: the time is outside the range, naming ``what`` and the range.
+    """
+    try:
+        utc = to_utc_naive(value)
+    except ValueError:
+        utc = None
+    if utc is None or not MIN_YEAR <= utc.year <= MAX_YEAR:
+        raise ValueError(f"{what}: time {value.isoformat()} is outside the allowed range "
+                         f"(years {MIN_YEAR} to {MAX_YEAR}, UTC)")
+    return utc
 
 
 def is_valid_name(name: str) -> bool:

@@ -94,6 +94,10 @@ def serve(settings: Settings, clock: Callable[[], datetime], err: TextIO) -> int
         app = create_app(service)
         if notice:
             print(f"forecaster: {notice}", file=err)
+        if store.interrupted_runs:
+            ids = ", ".join(str(r) for r in store.interrupted_runs)
+            print(f"forecaster: run(s) {ids} were left running by a process that stopped; "
+                  "marked failed (see /v1/runs)", file=err)
         print(f"forecaster: serving {settings.db} at {url} (API docs {url}/docs); refreshing "
               f"every {settings.refresh_every}", file=err, flush=True)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",

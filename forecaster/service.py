@@ -8,17 +8,27 @@ another is going is refused (409 from the API), and a scheduled run that finds o
 skipped (the next tick comes soon). Missed ticks are coalesced into one. A job that
 fails is recorded as a failed run, logged and counted, and never stops the scheduler.
 
+The worker process and any process it starts die with the server, however it stops (even
+``kill -9``): see ``_worker_init``. A run a killed server left ``running`` is marked failed when
+the file is next opened (:meth:`forecaster.store.Store.open`).
+
 Room for more jobs (the weekly report): :meth:`Service.start` adds jobs to one scheduler whose
 single worker thread runs them one after another.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import glob
 import json
 import logging
 import multiprocessing
+import os
+import signal
+import sys
 import threading
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
@@ -66,10 +76,135 @@ class JobStatus:
 
 
 def _compute_pool() -> ProcessPoolExecutor:
-    # The computation runs in a process of its own so that it never holds the interpreter lock
-    # the API's event loop needs; "spawn", because forking a process that holds DuckDB and
-    # scheduler threads is unsafe.
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    """A one-process pool for the computation, its process started now from this thread.
+
+    The computation runs in a process of its own so that it never holds the interpreter lock the
+    API's event loop needs; "spawn", because forking a process that holds DuckDB and scheduler
+    threads is unsafe. The process is started here rather than at the first submit, so that it is
+    the child of this thread: on Linux the kernel's parent-death signal fires when the *thread*
+    that started a process ends, and only a pool made from the main thread (which lives as long
+    as the server) may rely on it. See :func:`_worker_init` for the rest of the lifeline.
+    """
+    arm = threading.current_thread() is threading.main_thread()
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=(os.getpid(), arm))
+    # submit starts the process, in this thread; its imports go on without holding us up
+    pool.submit(os.getpid)
+    return pool
+
+
+def _pool_usable(pool: ProcessPoolExecutor) -> bool:
+    """Whether the pool's process is alive (a dead one breaks the pool for good)."""
+    try:
+        pool.submit(os.getpid).result()
+    except BrokenProcessPool:
+        return False
+    return True
+
+
+# -- the worker's lifeline -------------------------------------------------------------------
+# A server killed with SIGKILL cannot stop its worker, and the worker's own helpers
+# (statsforecast forks a pool when forecast_jobs > 1) cannot see it die: they must notice it
+# themselves. Two layers: the kernel's parent-death signal where it applies (Linux; the worker
+# when started from the server's main thread, and every process forked below it, armed at fork),
+# and a watchdog thread in the worker that polls its parent everywhere else.
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_WATCH_EVERY_S = 0.25
+
+
+def _die_with_parent(parent: int) -> bool:
+    """Ask the kernel to SIGKILL this process when the thread that started it ends (Linux).
+
+    Returns:
+        Whether the signal is armed. Exits at once if the parent is already gone (it may have
+        died before the signal was armed).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent:
+        os._exit(1)
+    return armed
+
+
+_forking = 0  # the pid of the process forking now, set in it before the fork: the child's copy
+
+
+def _note_forking() -> None:
+    global _forking
+    _forking = os.getpid()
+
+
+def _arm_forked_child() -> None:
+    # Runs in every child the worker (or its children) forks: the child dies with its parent.
+    # The parent's id is the one noted before the fork, not getppid(): a parent killed before
+    # this line runs would make the child an orphan that passes the check.
+    _die_with_parent(_forking)
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children, grandchildren, ...), from /proc (Linux; empty
+    elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*") if Path("/proc/self/stat").exists() else ():
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # the command name is in parentheses and may hold spaces; the parent id follows it
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _kill_descendants_and_exit() -> None:
+    for pid in reversed(descendants(os.getpid())):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(_WATCH_EVERY_S)
+    _kill_descendants_and_exit()
+
+
+def _worker_init(parent: int, arm: bool) -> None:
+    """The compute process's initializer: tie its life, and its helpers', to the server's.
+
+    Args:
+        parent: The server's process id.
+        arm: Whether the process was started from the server's main thread, so that the
+            kernel's parent-death signal may be used (from another thread it would fire when
+            that thread ends, killing a healthy worker).
+    """
+    if arm:
+        _die_with_parent(parent)
+    elif os.getppid() != parent:
+        os._exit(1)
+    if sys.platform.startswith("linux"):
+        # A spawned process inherits "spawn" as its default start method, so statsforecast's
+        # helpers (forecast_jobs > 1) would be spawned: each re-importing everything, and, being
+        # exec'd, beyond the reach of the fork hook below (they outlived a killed worker). The
+        # worker holds no DuckDB or scheduler threads, so it forks them, as the CLI does.
+        multiprocessing.set_start_method("fork", force=True)
+    if hasattr(os, "register_at_fork"):
+        # statsforecast's helpers are forked from the worker's main thread, which lives as long
+        # as the worker: the kernel signal is right for them.
+        os.register_at_fork(before=_note_forking, after_in_child=_arm_forked_child)
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watchdog",
+                     daemon=True).start()
 
 
 class Service:
@@ -92,7 +227,9 @@ class Service:
         self._lock = threading.Lock()
         self._running: int | None = None
         self._as_of = clock()
-        self._seen_files: dict[str, tuple[float, int]] = {}  # path -> (mtime, size) ingested
+        self._started = time.monotonic()  # of the running refresh: durations are not clock-bound
+        # resolved absolute path -> (mtime, size) ingested: one spelling for look-up and store
+        self._seen_files: dict[str, tuple[float, int]] = {}
         self._scheduler: BackgroundScheduler | None = None
         self._pool: ProcessPoolExecutor | None = None
         self._threads: list[threading.Thread] = []
@@ -109,9 +246,10 @@ class Service:
         scheduler.add_job(self.scheduled_refresh, "interval", id="refresh", name="refresh",
                           seconds=self.settings.refresh_every.total_seconds(),
                           next_run_time=self.clock().replace(tzinfo=UTC) + first_run_in)
+        # the worker first (from this thread: see _compute_pool), so the first run has it
+        self._pool = _compute_pool()
         scheduler.start()
         self._scheduler = scheduler
-        self._pool = _compute_pool()
 
     def stop(self) -> None:
         """Stop the scheduler, waiting for a running job, and any run the API started."""
@@ -180,7 +318,7 @@ class Service:
         except BaseException:
             self._lock.release()
             raise
-        self._running, self._as_of = run_id, now
+        self._running, self._as_of, self._started = run_id, now, time.monotonic()
         status = self.refresh_status
         status.last_started, status.last_run_id = now, run_id
         return run_id
@@ -188,16 +326,21 @@ class Service:
     def finish_refresh(self, run_id: int) -> RunResult | None:
         """Ingest from the configured sources, then compute and publish run ``run_id``.
 
-        A failure is recorded (failed run, job status, log) and not raised. Releases the lock
-        taken by :meth:`begin_refresh`.
+        A failure (raised before the run is computed, or a run that comes back failed) is
+        recorded (failed run, job status, log) and not raised. Releases the lock taken by
+        :meth:`begin_refresh`.
+
+        Returns:
+            The run's result (``status`` ``published`` or ``failed``), or None when it failed
+            before the computation (ingest, policies).
         """
         status = self.refresh_status
-        started = self._as_of  # the run answers as of when it was asked for
+        as_of = self._as_of  # the run answers as of when it was asked for
         result: RunResult | None = None
         try:
             stage = "ingest"
             try:
-                self.ingest_sources(started)
+                self.ingest_sources(as_of)
                 stage = "policies"
                 policies = load_policies(Path(self.settings.policies)
                                          if self.settings.policies else None)
@@ -206,15 +349,19 @@ class Service:
                 self.store.fail_run(run_id, self.clock(), f"{type(exc).__name__}: {exc}",
                                     json.dumps({"stage": stage}))
                 raise
-            try:
-                result = run_once(self.store, self.settings, policies, started, run_id=run_id,
-                                  executor=self._pool)
-            except BrokenProcessPool:
-                # the computing process died (out of memory?): a fresh one for the next run
-                self._pool = _compute_pool()
-                raise
-            status.last_ok, status.last_error = True, None
-            log.info("%s", result.summary())
+            result = run_once(self.store, self.settings, policies, as_of, run_id=run_id,
+                              executor=self._pool, clock=self.clock)
+            if result.status == "published":
+                status.last_ok, status.last_error = True, None
+                log.info("%s", result.summary())
+            else:
+                status.failures += 1
+                status.last_ok, status.last_error = False, result.error
+                log.error("refresh run %s failed: %s (its detail holds the traceback)", run_id,
+                          result.error)
+                if self._pool is not None and not _pool_usable(self._pool):
+                    # the computing process died (out of memory?): a fresh one for the next run
+                    self._pool = _compute_pool()
         except Exception as exc:  # noqa: BLE001 - a failed job never stops the scheduler
             status.failures += 1
             status.last_ok, status.last_error = False, f"{type(exc).__name__}: {exc}"
@@ -223,10 +370,10 @@ class Service:
         finally:
             status.runs += 1
             status.last_finished = self.clock()
-            status.last_duration_s = (status.last_finished - started).total_seconds()
+            status.last_duration_s = time.monotonic() - self._started
             self._running = None
             self._lock.release()
-        if result is not None:
+        if result is not None and result.status == "published":
             for listener in self.on_publish:
                 listener(run_id)
         return result
@@ -243,10 +390,13 @@ class Service:
                 continue
             fresh = []
             for name in sorted(glob.glob(pattern)):
-                stat = Path(name).stat()
+                # one key for look-up and store: glob keeps "./in/x.csv" as spelled, Path
+                # would not, and every refresh re-read every file
+                path = Path(name).resolve()
+                stat = path.stat()
                 key = (stat.st_mtime, stat.st_size)
-                if self._seen_files.get(name) != key:
-                    fresh.append((Path(name), key))
+                if self._seen_files.get(str(path)) != key:
+                    fresh.append((path, key))
             if not fresh:
                 continue
             results = ingest_files(self.store, [p for p, _ in fresh], kind,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime
 
@@ -83,6 +84,19 @@ def service_answers(interventions: pl.DataFrame) -> pl.DataFrame:
     return interventions.unique(subset="service", keep="first", maintain_order=True)
 
 
+def _series_count(run: dict[str, object], shown: int) -> int:
+    """How many series the run answered for (its detail says; the frame shown may be one row per
+    service)."""
+    detail = run.get("detail")
+    if isinstance(detail, str):
+        try:
+            detail = json.loads(detail)
+        except ValueError:
+            detail = None
+    count = detail.get("series") if isinstance(detail, dict) else None
+    return count if isinstance(count, int) else shown
+
+
 def render_interventions(interventions: pl.DataFrame, run: dict[str, object] | None,
                          now: datetime, show_all: bool = False) -> str:
     """Render a run's answers: one line per service, then the series that need attention.
@@ -96,19 +110,21 @@ def render_interventions(interventions: pl.DataFrame, run: dict[str, object] | N
     if run is None or interventions.is_empty():
         return "No published run yet. Run `forecaster refresh` first.\n"
     lines = [f"Run {run['run_id']} as of {run['as_of']:%Y-%m-%d %H:%M} UTC: "  # type: ignore[str-format]
-             f"{interventions.height} series with a policy.", "",
+             f"{_series_count(run, interventions.height)} series with a policy.", "",
              "By service (most urgent series first):",
              f"  {'service':<13} {'decision':<9} {'series':<24} {'p':>5}  "
              f"{'eta p50 [p10 to p90]':<26} {'act by':<8} action"]
     for row in service_answers(interventions).iter_rows(named=True):
+        p = "-" if row["p_breach"] is None else f"{row['p_breach']:.2f}"  # none when stale
         lines.append(f"  {row['service']:<13} {row['decision']:<9} {row['metric']:<24} "
-                     f"{row['p_breach']:>5.2f}  {_eta(row, now):<26} "
+                     f"{p:>5}  {_eta(row, now):<26} "
                      f"{_rel(row['act_by'], now):<8} {row['action']}")
     shown = interventions if show_all else interventions.filter(pl.col("decision") != "ok")
     if shown.height:
         lines += ["", "Series:" if show_all else "Series that need attention:"]
         for row in shown.iter_rows(named=True):
-            lines.append(f"  {row['unique_id']} [{row['decision']}, model {row['model']}]")
+            model = f", model {row['model']}" if row["model"] is not None else ""
+            lines.append(f"  {row['unique_id']} [{row['decision']}{model}]")
             lines.append(f"    {row['reason']}")
     ok = interventions.filter(pl.col("decision") == "ok").height
     if not show_all:

@@ -18,13 +18,16 @@ from forecaster.backtest import (
     Result,
     Series,
     linear_eta,
+    ours,
     outcome,
     run,
     score,
     seasonal_naive_eta,
+    series_of,
 )
 from forecaster.config import Settings
 from forecaster.ingest import ingest_points_frame
+from forecaster.pipeline import run_once
 from forecaster.policies import Policy
 from forecaster.reliability import interval_credit
 from forecaster.store import Store
@@ -219,3 +222,50 @@ def test_a_history_too_short_to_backtest_is_refused_clearly(tmp_path: Path) -> N
     assert "no cut-off fits" in result.stderr and "7 days plus a horizon" in result.stderr
     with Store.open(db, now=T0) as store:  # nothing stored was touched
         assert store.counts()["points"] == 3 * 288
+
+
+def test_the_backtest_scans_for_precursors_what_a_refresh_scans(tmp_path: Path) -> None:
+    # One service: its p95 latency (with a policy, far below its limit) and its queue depth
+    # (no policy) jump together 100 minutes before the cut-off. Alone, the latency's jump is no
+    # precursor; the queue depth, of another kind, corroborates it, but only when it is scanned.
+    rng = np.random.default_rng(2)
+    n = 5000
+    ts = np.datetime64(T0, "us") + np.arange(n) * np.timedelta64(5, "m")
+    daily = np.sin(2 * np.pi * np.arange(n) / 288)
+    latency = 600 + 60 * daily + rng.normal(0, 6, n)
+    depth = 100 + 10 * daily + rng.normal(0, 1, n)
+    latency[n - 20:n - 17] += 150
+    depth[n - 20:n - 17] += 25
+    cutoff = ts[-1].astype("datetime64[us]").item()
+    policies = (Policy("latency_p95_ms", 1500.0, "above", "scale_out", timedelta(hours=2),
+                       horizon=timedelta(days=2)),)
+    settings = Settings(sample_paths=500)
+    with Store.open(tmp_path / "p.duckdb", now=cutoff) as store:
+        for metric, values in (("latency_p95_ms", latency), ("queue_depth", depth)):
+            ingest_points_frame(store, pl.DataFrame({"ts": ts, "service": "svc",
+                                                     "metric": metric, "value": values}),
+                                now=cutoff)
+        refresh = run_once(store, settings, policies, cutoff)
+        series, events = series_of(store, policies)
+    assert refresh.status == "published" and refresh.precursors >= 2
+    [published] = refresh.interventions
+    assert published.evidence and published.decision == "watch"  # p_breach alone says ok
+    [target] = series
+    assert {s.metric for s in target.service_series} == {"latency_p95_ms", "queue_depth"}
+    [estimate] = ours(series, cutoff, settings, events, {})
+    assert (estimate.decision, estimate.p_breach, estimate.eta_p10) == (
+        published.decision, published.p_breach, published.eta_p10)
+    # without the service's other series, the same cut-off misses the precursor
+    alone = [Series(target.series_id, target.service, target.metric, target.kind,
+                    target.policy, target.ts, target.values)]
+    assert ours(alone, cutoff, settings, events, {})[0].decision == "ok"
+
+
+def test_a_stale_answer_is_counted_apart_from_the_forecasts() -> None:
+    stale = Estimate("forecaster", "svc:queue_depth", T0, None, None, None, None, "stale")
+    fresh = Estimate("forecaster", "svc:queue_depth", T0 + timedelta(days=1), None, None, None,
+                     0.0, "ok")
+    outcomes = [Outcome("svc:queue_depth", e.cutoff, e.cutoff + POLICY.horizon, None, False)
+                for e in (stale, fresh)]
+    [figures] = score(Result([stale, fresh], outcomes)).values()
+    assert figures["stale"] == 1 and figures["cutoffs"] == 1 and figures["brier"] == 0.0

@@ -41,9 +41,9 @@ def policy(limit: float, direction: str = "above", lead: timedelta = timedelta(h
 
 
 def answer(d: ForecastDist, p: Policy, last: float = 0.0, seed: int = 1,
-           calibration: Calibration | None = None):
+           calibration: Calibration | None = None, settings: DecisionSettings = SETTINGS):
     obs = Observation(last_ts=NOW - STEP, last_value=last, trend_per_day=0.0, level=last)
-    return time_to_intervention("svc:queue_depth", d, p, obs, NOW, SETTINGS,
+    return time_to_intervention("svc:queue_depth", d, p, obs, NOW, settings,
                                 np.random.default_rng(seed), calibration=calibration)
 
 
@@ -102,7 +102,9 @@ def test_a_recalibrated_answer_reads_the_raw_distribution_through_the_map() -> N
     grid = np.linspace(0.0, 1.0, 201)
     halve = Calibration(grid=grid, values=grid / 2, weight=100.0)  # every chance said twice
     d, p = dist(np.zeros(336), 1.0), policy(3.2)
-    raw, fixed = answer(d, p), answer(d, p, calibration=halve)
+    one_round = replace(SETTINGS, rounds=1)
+    raw, fixed = answer(d, p, settings=one_round), answer(d, p, calibration=halve,
+                                                          settings=one_round)
     assert raw.p_raw == raw.p_breach == fixed.p_raw  # same paths; the raw share is kept
     assert fixed.p_breach == pytest.approx(raw.p_breach / 2)
     assert fixed.passage == raw.passage and len(raw.passage) == len(LEVELS)
@@ -113,6 +115,9 @@ def test_a_recalibrated_answer_reads_the_raw_distribution_through_the_map() -> N
     assert at_02 is not None and fixed.eta_p10 == NOW + timedelta(seconds=at_02) - STEP / 2
     assert raw.eta_p10 is not None and fixed.eta_p10 > raw.eta_p10
     assert fixed.eta_p50 is None and fixed.decision == "watch"  # 0.103 >= p_watch 0.1
+    # with more rounds allowed, a calibrated p_breach that close to p_watch draws more paths:
+    # the band of 3 standard errors is read through the map
+    assert answer(d, p, calibration=halve).paths > answer(d, p).paths == SETTINGS.n_paths
     # answers past their limit keep no raw distribution (they are not scored)
     breached = answer(d, p, last=5.0, calibration=halve)
     assert breached.decision == "breached" and breached.p_raw is None and breached.passage == ()

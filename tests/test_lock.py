@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import sys
 import textwrap
@@ -12,7 +14,7 @@ import pytest
 from conftest import ROOT, run_cli, write
 
 from forecaster.schema import StoreLockedError
-from forecaster.store import Store
+from forecaster.store import Store, lock
 
 HOLDER = textwrap.dedent("""
     import sys, time
@@ -65,3 +67,27 @@ def test_the_cli_names_a_serving_holder_and_its_address(db_path: Path, tmp_path:
     assert f"process {holder.pid}" in result.stderr
     assert "http://127.0.0.1:8765" in result.stderr and "HTTP API" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_read_through_a_server_that_does_not_answer_says_so(db_path: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    holder = hold(db_path, f"http://127.0.0.1:{port}")
+    try:
+        result = run_cli("--db", str(db_path), "interventions")
+    finally:
+        release(holder)
+    assert result.returncode == 3
+    assert "reading through its HTTP API" in result.stderr
+    assert "Reading through it failed" in result.stderr and f"process {holder.pid}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_record_left_by_a_dead_server_is_not_followed(db_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    lock.owner_path(db_path).write_text(json.dumps(
+        {"pid": int(dead.stdout), "command": "forecaster serve", "url": "http://127.0.0.1:9"}))
+    assert lock.read_owner(db_path) is not None
+    assert lock.serving_owner(db_path) is None

@@ -18,6 +18,7 @@ from forecaster.config import Settings
 from forecaster.ingest import ingest_points_frame
 from forecaster.pipeline import run_once
 from forecaster.policies import Policy
+from forecaster.schema import DECISIONS
 from forecaster.store import Store
 
 START = datetime(2026, 11, 1)
@@ -28,8 +29,9 @@ POLICIES = (
 )
 
 
-def series(service: str, metric: str, values: np.ndarray, every_min: int = 5) -> pl.DataFrame:
-    ts = [START + timedelta(minutes=every_min * i) for i in range(values.size)]
+def series(service: str, metric: str, values: np.ndarray, every_min: int = 5,
+           start: datetime = START) -> pl.DataFrame:
+    ts = [start + timedelta(minutes=every_min * i) for i in range(values.size)]
     return pl.DataFrame({"ts": ts, "service": service, "metric": metric, "value": values})
 
 
@@ -44,7 +46,9 @@ def fleet_store(store: Store, now: datetime) -> Store:
         series("hot", "depth", 140 + 0.2 * hours.clip(0, 100) + rng.normal(0, 1, n)),
         series("drift", "quality_score", np.clip(0.95 - 0.008 * hours / 24
                                                  + rng.normal(0, 0.005, n), 0, 1)),
-        series("tiny", "depth", np.array([1.0, 2.0, 3.0, 4.0, 5.0])),
+        # short, but fresh (a series whose points stopped long ago is `stale`)
+        series("tiny", "depth", np.array([1.0, 2.0, 3.0, 4.0, 5.0]),
+               start=NOW - timedelta(minutes=20)),
         series("const", "depth", np.full(n, 10.0)),
         series("gappy", "depth", 20 + rng.normal(0, 1, n // 12), every_min=60 * 3),
         series("unwatched", "gpu_temp", rng.normal(60, 1, 100)),
@@ -68,8 +72,7 @@ def test_one_run_publishes_every_series_with_a_policy(fleet_store: Store) -> Non
     assert answers["rising:depth"]["decision"] == "schedule"
     assert answers["drift:quality_score"]["decision"] in ("schedule", "act_now")
     ranked = fleet_store.interventions()["decision"].to_list()
-    order = ["breached", "act_now", "schedule", "watch", "ok"]
-    assert ranked == sorted(ranked, key=order.index)
+    assert ranked == sorted(ranked, key=DECISIONS.index)
     provenance = {r["unique_id"]: r for r in fleet_store.run_series().iter_rows(named=True)}
     assert provenance["tiny:depth"]["status"] == "fallback"
     assert "too_short" in provenance["tiny:depth"]["flags"]
@@ -87,7 +90,9 @@ def test_a_second_run_reuses_model_choices_until_they_age(fleet_store: Store) ->
     first = run_once(fleet_store, Settings(), POLICIES, NOW)
     second = run_once(fleet_store, Settings(), POLICIES, NOW + timedelta(hours=1))
     assert second.reselected == 0 and second.run_id == first.run_id + 1
-    aged = run_once(fleet_store, Settings(), POLICIES, NOW + timedelta(days=2))
+    # two days on without new points the series would be stale (and get no model): allow 3
+    aged = run_once(fleet_store, Settings(stale_min=timedelta(days=3)), POLICIES,
+                    NOW + timedelta(days=2))
     assert aged.reselected == 7
     assert fleet_store.latest_run_id() == aged.run_id
 
@@ -127,8 +132,8 @@ def test_a_failed_run_is_recorded_and_never_read(
         raise OSError("store went away")
 
     monkeypatch.setattr(pipeline, "_targets", broken)
-    with pytest.raises(OSError):
-        run_once(fleet_store, Settings(), POLICIES, NOW)
+    failed = run_once(fleet_store, Settings(), POLICIES, NOW)  # returned, not raised
+    assert failed.status == "failed" and failed.error == "OSError: store went away"
     runs = fleet_store.runs()
     assert runs["status"].to_list()[:2] == ["failed", "published"]
     assert "store went away" in runs["error"].to_list()[0]

@@ -80,6 +80,10 @@ lead_time = "30m"
      3, "is not a name or glob"),
     ('metric = "x"\nlimit = nan\ndirection = "above"\naction = "rollback"\nlead_time = "1h"\n',
      4, "is not a finite number"),
+    ('metric = "x"\nlimit = 1\ndirection = "above"\naction = "rollback"\nlead_time = "1h"\n'
+     'stale_after = "later"\n', 8, "stale_after: 'later' is not a duration"),
+    ('metric = "x"\nlimit = 1\ndirection = "above"\naction = "rollback"\nlead_time = "1h"\n'
+     'stale_after = "0m"\n', 8, "stale_after must be longer than 0s"),
 ])
 def test_a_bad_policy_is_refused_with_its_line(tmp_path: Path, body: str, line: int,
                                                problem: str) -> None:
@@ -94,3 +98,21 @@ def test_a_file_that_is_not_toml_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path / "broken.toml", "[[policy]\nmetric = 1\n")
     with pytest.raises(ConfigError, match=r"broken\.toml.*line 1"):
         load_policies(path)
+
+
+def test_a_policy_may_say_when_its_series_is_stale(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.toml", """
+[[policy]]
+metric = "error_rate"
+service = "batch-*"
+limit = 0.1
+direction = "above"
+action = "rollback"
+lead_time = "1h"
+stale_after = "1d6h"
+""")
+    policies = load_policies(path)
+    batch = policy_for(policies, "batch-embed", "error_rate")
+    assert batch is not None and batch.stale_after == timedelta(days=1, hours=6)
+    chat = policy_for(policies, "chat", "error_rate")  # the default: judged by its interval
+    assert chat is not None and chat.stale_after is None

@@ -31,3 +31,17 @@ def test_the_fleet_table_matches_the_ground_truth() -> None:
         crossing = next(c for c in truth["crossings"] if c["unique_id"] == uid)
         assert crossing["first_crossing"][:10] in README, uid
     assert truth["incidents"][0]["start"][:10] in README
+
+
+def test_the_first_example_comes_from_a_command_the_readme_shows() -> None:
+    """`make demo` builds .demo/demo.duckdb; the first example reads it (the example's rows are
+    checked against a real build in tests/test_cli.py)."""
+    from forecaster.demo import DEMO_DB
+
+    block = README.split("```\n$ ", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in ("$ " + block).splitlines()
+                if line.startswith("$ ")]
+    assert commands == ["$ forecaster demo", f"$ forecaster --db {DEMO_DB} interventions "
+                        "--by-service"]
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"DEMO_DB ?= {DEMO_DB}" in makefile and "demo --data data --serve" in makefile

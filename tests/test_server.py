@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from forecaster.client import RemoteError, RemoteStore
 from forecaster.ingest import ingest_points_frame
+from forecaster.schema import DECISIONS
 from forecaster.store import Store
 
 READ, WRITE = "read-token-1", "write-token-1"
@@ -148,8 +149,10 @@ def test_interventions_answer_with_etag_and_304_until_a_new_run(server: Server) 
         assert 0 <= int(first.headers["cache-control"].split("=")[1]) <= 3600
         assert body["items"] and body["next_check_at"]
         for item in body["items"]:
-            assert item["decision"] in ("breached", "act_now", "schedule", "watch", "ok")
-            assert 0.0 <= item["p_breach"] <= 1.0
+            assert item["decision"] in DECISIONS
+            # a stale series has no probability: nothing is extrapolated past its last point
+            assert (item["p_breach"] is None if item["decision"] == "stale"
+                    else 0.0 <= item["p_breach"] <= 1.0)
             assert item["run_id"] == body["run_id"] and item["unique_id"]
             assert "freshness_s" in item and "act_by" in item and "reason" in item
         same = http.get("/v1/interventions", headers={"If-None-Match": etag})
@@ -296,7 +299,7 @@ def test_series_forecast_history_services_runs_and_anomalies(server: Server) -> 
         assert "reliability" in items[0]
         for item in items:  # the raw share of paths, kept beside the published p_breach
             raw = item["p_breach_raw"]
-            assert raw is None if item["decision"] == "breached" else 0 <= raw <= 1
+            assert raw is None if item["decision"] in ("breached", "stale") else 0 <= raw <= 1
         docs = http.get("/docs")
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
         assert "/v1/interventions" in http.get("/openapi.json").json()["paths"]

@@ -1,8 +1,9 @@
-"""Who holds a database file, and the message a second process gets.
+"""Who holds a database file, who made it, and the message a second process gets.
 
 DuckDB lets no second process open a file that one process holds for writing, not even
 read-only. The holder writes ``<db>.owner`` (JSON: pid, command, url) so that the refused process
-can say who holds the file and what to do instead.
+can say who holds the file and what to do instead (read through the server's HTTP API, when the
+holder is a server).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from forecaster.schema import ForecasterError
 
 _PID_RE = re.compile(r"\(PID (\d+)\)")
 
@@ -88,3 +91,35 @@ def locked_message(db: Path, duckdb_message: str) -> str:
     else:
         lines.append("Wait for it to finish, stop it, or work on a copy of the file.")
     return " ".join(lines)
+
+
+# Bytes 8 to 12 of every DuckDB database file.
+_DUCKDB_MAGIC = b"DUCK"
+
+
+class ForeignDatabaseError(ForecasterError):
+    """A command that rebuilds a database was pointed at a file it did not make."""
+
+
+def is_duckdb_file(path: Path) -> bool:
+    """Whether ``path`` is a DuckDB database file (an empty file counts: DuckDB makes it one)."""
+    with path.open("rb") as handle:
+        head = handle.read(12)
+    return not head or head[8:12] == _DUCKDB_MAGIC
+
+
+def serving_owner(db: Path) -> Owner | None:
+    """The forecaster server that holds ``db``, if its record names a live process with a URL.
+
+    The record is advisory (a killed server leaves it behind), so the process must still exist.
+    """
+    owner = read_owner(db)
+    if owner is None or not owner.url or owner.pid == os.getpid():
+        return None
+    try:
+        os.kill(owner.pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, run by another user
+    return owner

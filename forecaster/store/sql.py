@@ -194,6 +194,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE interventions ADD COLUMN passage DOUBLE[]",
         ],
     ),
+    (
+        7,
+        "stale answers: a series whose data stopped has no p_breach",
+        [
+            # decision `stale`: no forecast is made from a feed that stopped, so no probability
+            "ALTER TABLE interventions ALTER COLUMN p_breach DROP NOT NULL",
+        ],
+    ),
 ]
 
 SCHEMA_VERSION_TABLE_EXISTS = (
@@ -216,27 +224,49 @@ MATERIALIZE_RAW = "CREATE OR REPLACE TEMP TABLE raw AS SELECT * FROM raw_input"
 SRC_FROM_ROWID = """
 CREATE OR REPLACE TEMP VIEW src AS
 SELECT rowid - (SELECT min(rowid) FROM raw) AS __row, * FROM raw"""
-SRC_FROM_COLUMN = "CREATE OR REPLACE TEMP VIEW src AS SELECT {row} AS __row, * FROM raw_input"
+SRC_FROM_COLUMN = "CREATE OR REPLACE TEMP VIEW src AS SELECT {row} AS __row, * FROM raw"
 
 # Expression templates, by what the source column holds. {c} is a quoted identifier. Each field
 # has a `_raw` form (the input as given, NULL when missing or blank) used for the missing check
 # and, cast to text, in messages: casting every value to text up front would cost more than the
 # whole load, and CASE evaluates a message only for the rows it rejects.
-RAW_TEXT = "nullif(trim(CAST({c} AS VARCHAR)), '')"
+# `{c}` is read as text through {t}: a cast for most columns, but a JSON column (JSON lines whose
+# rows mix strings and numbers in one field) is read unquoted, so "7" and 7 are both 7.
+TEXT_OF_COLUMN = "CAST({c} AS VARCHAR)"
+TEXT_OF_JSON = "({c} ->> '$')"
+RAW_TEXT = "nullif(trim({t}), '')"
 RAW_NATIVE = "{c}"
 NUMBER_FROM_NATIVE = "CAST({c} AS DOUBLE)"
-NUMBER_FROM_TEXT = "try_cast(nullif(trim(CAST({c} AS VARCHAR)), '') AS DOUBLE)"
-BOOLEAN = "try_cast(nullif(trim(CAST({c} AS VARCHAR)), '') AS BOOLEAN)"
+# A number as people write it (NaN and infinities included, to be refused by name); DuckDB's
+# own cast alone would also take '+-5' as -5 and '1_000' as 1000.
+DECIMAL_NUMBER = r"(?i)[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?|[+-]?(nan|inf|infinity)"
+NUMBER_FROM_TEXT = f"""CASE WHEN regexp_full_match(trim({{t}}), '{DECIMAL_NUMBER}')
+    THEN try_cast(trim({{t}}) AS DOUBLE) END"""
+BOOLEAN = "try_cast(nullif(trim({t}), '') AS BOOLEAN)"
 TS_FROM_TIMESTAMP = "CAST({c} AS TIMESTAMP)"
+# ISO 8601 as people write it: a date, optionally a time (T or space) to the minute, second or
+# fraction, optionally Z or an offset of at most 23:59. DuckDB's own parser alone would also take
+# words ('epoch' is 1970-01-01), zone names and offsets of 99 hours.
+ISO_8601 = (r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?"
+            r" ?([Zz]|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?")
 # Text is read as ISO 8601 (an offset is converted to UTC; none means UTC), or, when a time unit
 # was given, as an epoch number in that unit; numbers need the unit.
 TS_FROM_TEXT = """CASE WHEN (SELECT us_per_unit FROM params) IS NULL
-    THEN CAST(try_cast(nullif(trim(CAST({c} AS VARCHAR)), '') AS TIMESTAMPTZ) AS TIMESTAMP)
-    ELSE {epoch} END"""
-_EPOCH = """CASE WHEN abs({n} * (SELECT us_per_unit FROM params)) < 7e15
-    THEN make_timestamp(CAST(round({n} * (SELECT us_per_unit FROM params)) AS BIGINT)) END"""
-TS_FROM_TEXT = TS_FROM_TEXT.replace("{epoch}", _EPOCH.replace("{n}", NUMBER_FROM_TEXT))
-TS_FROM_NUMBER = _EPOCH.replace("{n}", NUMBER_FROM_NATIVE)
+    THEN CASE WHEN regexp_full_match(nullif(trim({t}), ''), '{iso}')
+        THEN CAST(try_cast(nullif(trim({t}), '') AS TIMESTAMPTZ) AS TIMESTAMP) END
+    ELSE {epoch} END""".replace("{iso}", ISO_8601.replace("{", "{{").replace("}", "}}"))
+# An epoch number is converted exactly (as a decimal: a double has 53 bits, so nanoseconds of
+# today, 1.8e18, would come out a microsecond off); the double only guards the range, so that
+# the product fits (1e18 us is the year 33658). The allowed range is checked afterwards, with a
+# message that says so.
+_EPOCH = """CASE WHEN abs({n} * (SELECT us_per_unit FROM params)) < 1e18
+    THEN make_timestamp(CAST(round({d} * CAST((SELECT us_per_unit FROM params) AS DECIMAL(10, 3)))
+                             AS BIGINT)) END"""
+DECIMAL_FROM_TEXT = "try_cast(nullif(trim({t}), '') AS DECIMAL(38, 9))"
+DECIMAL_FROM_NATIVE = "try_cast({c} AS DECIMAL(38, 9))"
+TS_FROM_TEXT = TS_FROM_TEXT.replace(
+    "{epoch}", _EPOCH.replace("{n}", NUMBER_FROM_TEXT).replace("{d}", DECIMAL_FROM_TEXT))
+TS_FROM_NUMBER = _EPOCH.replace("{n}", NUMBER_FROM_NATIVE).replace("{d}", DECIMAL_FROM_NATIVE)
 SERVICE_CONSTANT = "(SELECT service FROM params)"
 NULL_TEXT = "CAST(NULL AS VARCHAR)"
 NULL_NUMBER = "CAST(NULL AS DOUBLE)"
@@ -288,7 +318,8 @@ COUNT_CHECKED = "SELECT count(*), count(*) FILTER (WHERE reject IS NOT NULL) FRO
 # keeping the value of the last row of each group. Rejected rows are only counted.
 GROUP_CHECKED = """
 CREATE OR REPLACE TEMP TABLE grouped AS
-SELECT key_id, ts, reject IS NOT NULL AS bad, arg_max(value, row) AS value, count(*) AS n
+SELECT key_id, ts, reject IS NOT NULL AS bad, arg_max(value, row) AS value, max(row) AS last,
+       count(*) AS n
 FROM checked GROUP BY ALL"""
 COUNT_BY_KEY = """
 SELECT key_id, sum(n), coalesce(sum(n) FILTER (WHERE bad), 0) FROM grouped GROUP BY key_id"""
@@ -299,18 +330,22 @@ SELECT row + 1 AS row, reject[1] AS field, reject[2] AS message
 FROM checked WHERE reject IS NOT NULL ORDER BY row"""
 
 STORED_SERIES = "SELECT service, metric, unit, series_id FROM series"
-# `new_series` (registered): service, metric, unit, kind.
+# `new_series` (registered): service, metric, unit, kind, one row per (service, metric). A series
+# stored without a unit takes the first unit it is given.
 INSERT_SERIES = """
 INSERT INTO series (service, metric, unit, kind)
 SELECT service, metric, unit, kind FROM new_series
-ON CONFLICT DO NOTHING"""
+ON CONFLICT (service, metric) DO UPDATE SET unit = coalesce(series.unit, excluded.unit)"""
 
 # `key_series` (registered) maps each accepted key to its series.
 INCOMING_FROM_GROUPED = """
+-- Several keys can name one series (a row with a unit and one without): the last row of each
+-- (series, ts) wins across them too, so that a point is stored once.
 CREATE OR REPLACE TEMP VIEW incoming AS
-SELECT k.series_id, g.ts, g.value
+SELECT k.series_id, g.ts, arg_max(g.value, g.last) AS value
 FROM grouped g JOIN key_series k ON k.key_id = g.key_id
-WHERE NOT g.bad"""
+WHERE NOT g.bad
+GROUP BY k.series_id, g.ts"""
 
 UPDATE_CHANGED_POINTS = """
 UPDATE points SET value = i.value FROM incoming i
@@ -393,7 +428,10 @@ FROM norm n JOIN meta m ON m.k_service = coalesce(n.service, '')"""
 
 # A request identical in every field to one already stored is that request; n identical rows in
 # one log are n requests (`occurrence` numbers them), so the stored multiplicity of a request is
-# the largest any one log showed.
+# the largest any one log showed. The fingerprint alone cannot say "identical": concat_ws skips
+# NULLs (latency 5 and no ttft reads as no latency and ttft 5) and a request id may hold the
+# separator, so the stored fields are compared too; where the fingerprint does not collide this
+# numbers and matches exactly as the fingerprint alone did, so logs stored before still match.
 NEW_REQUESTS = """
 CREATE OR REPLACE TEMP TABLE new_requests AS
 WITH fp AS (
@@ -411,15 +449,25 @@ WITH fp AS (
                AS fingerprint
     FROM checked WHERE reject IS NULL
 ), numbered AS (
-    SELECT *, CAST(row_number() OVER (PARTITION BY service, ts, fingerprint ORDER BY row)
-                   AS INTEGER) AS occurrence
+    SELECT *, CAST(row_number() OVER (
+        PARTITION BY service, ts, fingerprint, request_id, latency_ms, ttft_ms, is_error,
+                     prompt_tokens, completion_tokens, quality_score, feedback
+        ORDER BY row) AS INTEGER) AS occurrence
     FROM fp
 )
 SELECT n.service, n.ts, n.fingerprint, n.occurrence, n.request_id, n.latency_ms, n.ttft_ms,
        n.is_error, n.prompt_tokens, n.completion_tokens, n.quality_score, n.feedback
 FROM numbered n
 ANTI JOIN requests r ON r.service = n.service AND r.ts = n.ts
-    AND r.fingerprint = n.fingerprint AND r.occurrence = n.occurrence"""
+    AND r.fingerprint = n.fingerprint AND r.occurrence = n.occurrence
+    AND r.request_id IS NOT DISTINCT FROM n.request_id
+    AND r.latency_ms IS NOT DISTINCT FROM n.latency_ms
+    AND r.ttft_ms IS NOT DISTINCT FROM n.ttft_ms
+    AND r.is_error IS NOT DISTINCT FROM n.is_error
+    AND r.prompt_tokens IS NOT DISTINCT FROM n.prompt_tokens
+    AND r.completion_tokens IS NOT DISTINCT FROM n.completion_tokens
+    AND r.quality_score IS NOT DISTINCT FROM n.quality_score
+    AND r.feedback IS NOT DISTINCT FROM n.feedback"""
 
 COUNT_NEW_REQUESTS = "SELECT count(*) FROM new_requests"
 INSERT_NEW_REQUESTS = "INSERT INTO requests SELECT * FROM new_requests"
@@ -498,7 +546,8 @@ PUBLISH_FORECASTS = "INSERT INTO forecasts BY NAME SELECT * FROM new_forecasts"
 PUBLISH_INTERVENTIONS = "INSERT INTO interventions BY NAME SELECT * FROM new_interventions"
 PUBLISH_ANOMALIES = "INSERT INTO anomalies BY NAME SELECT * FROM new_anomalies"
 
-# Self-scoring: the published estimates (not `breached`) whose horizon has passed by `now`
+# Self-scoring: the published estimates (not `breached`, nor `stale`: neither is a forecast)
+# whose horizon has passed by `now`
 # (parameter 1) and whose series has points to its end, scored once each against the points up
 # to `now`. Crossing = the first point past the limit after the run's as-of time, within the
 # horizon; covered = inside [eta_p10, eta_p90] (no eta_p90: beyond the horizon; no eta_p10: not
@@ -510,7 +559,8 @@ WITH due AS (
            r.as_of + to_microseconds(CAST(i.horizon_s * 1e6 AS BIGINT)) AS horizon_end,
            i.limit_value, i.direction, i.p_breach, i.eta_p10, i.eta_p50, i.eta_p90, i.decision
     FROM interventions i JOIN runs r USING (run_id)
-    WHERE r.status = 'published' AND i.horizon_s IS NOT NULL AND i.decision <> 'breached'
+    WHERE r.status = 'published' AND i.horizon_s IS NOT NULL
+      AND i.decision NOT IN ('breached', 'stale') AND i.p_breach IS NOT NULL
       AND r.as_of + to_microseconds(CAST(i.horizon_s * 1e6 AS BIGINT)) <= ?1
       AND NOT EXISTS (SELECT 1 FROM estimate_scores e
                       WHERE e.run_id = i.run_id AND e.series_id = i.series_id)
@@ -577,6 +627,7 @@ SELECT e.series_id, e.as_of, i.passage, i.p_breach_raw AS p_raw, i.horizon_s,
        epoch(e.crossing) - epoch(e.as_of) AS crossing_s
 FROM thinned e JOIN interventions i USING (run_id, series_id)
 WHERE i.passage IS NOT NULL AND i.p_breach_raw IS NOT NULL
+  AND i.decision NOT IN ('breached', 'stale')
 ORDER BY e.as_of, e.series_id"""
 ANOMALIES = """
 SELECT a.run_id, a.service || ':' || a.metric AS unique_id, a.service, a.metric, a.ts, a.score,
@@ -670,3 +721,40 @@ SELECT (SELECT count(*) FROM series), (SELECT count(*) FROM points),
 def quote_ident(name: str) -> str:
     """Quote a column name of an input file as a SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
+
+# ---------------------------------------------------------------------------------------------
+# Databases a command made and may rebuild (the demo's): a marker inside the file says who made it.
+
+# Every table, view and sequence of the file, views first and sequences last, the order in
+# which they can be dropped (a table's default may use a sequence, a view may read a table).
+USER_OBJECTS = """
+SELECT kind, name FROM (
+    SELECT 1 AS rank, 'VIEW' AS kind, view_name AS name FROM duckdb_views()
+    WHERE database_name = current_database() AND NOT internal AND NOT temporary
+    UNION ALL
+    SELECT 2, 'TABLE', table_name FROM duckdb_tables()
+    WHERE database_name = current_database() AND NOT internal AND NOT temporary
+    UNION ALL
+    SELECT 3, 'SEQUENCE', sequence_name FROM duckdb_sequences()
+    WHERE database_name = current_database() AND NOT temporary
+) ORDER BY rank, name"""
+CREATE_MADE_BY = """
+CREATE TABLE made_by (maker VARCHAR NOT NULL, made_at TIMESTAMP NOT NULL)"""
+MARK_MADE_BY = "INSERT INTO made_by VALUES (?, ?)"
+IS_MADE_BY = "SELECT count(*) > 0 FROM made_by WHERE maker = ?"
+# Databases made before the marker existed: the demo's run is the only trace of its maker.
+HAS_RUN_OF_TRIGGER = "SELECT count(*) > 0 FROM runs WHERE trigger = ?"
+
+
+def drop_object(kind: str, name: str) -> str:
+    """``DROP`` statement for one object listed by :data:`USER_OBJECTS` (identifiers cannot be
+    parameters, so the name is quoted)."""
+    if kind not in ("VIEW", "TABLE", "SEQUENCE"):
+        raise ValueError(f"cannot drop a {kind}")
+    return f"DROP {kind} IF EXISTS {quote_ident(name)}"
+
+# A run left `running` by a process that stopped (only a process that holds the file writable
+# runs this, so none can still be running): failed, with why; `finished_at` stays unknown.
+FAIL_INTERRUPTED_RUNS = """
+UPDATE runs SET status = 'failed', error = ?, detail = ? WHERE status = 'running'
+RETURNING run_id"""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -95,6 +97,8 @@ class Store:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._closed = False
+        # runs a stopped process had left running, marked failed when this process opened it
+        self.interrupted_runs: list[int] = []
 
     @classmethod
     def open(
@@ -119,6 +123,10 @@ class Store:
         Raises:
             StoreLockedError: another process holds the file.
             SchemaVersionError: the file was written by a newer forecaster.
+
+        Opened writable, the file is this process's alone (DuckDB's lock), so a run still
+        ``running`` in it was left so by a process that stopped before finishing it: it is marked
+        failed, with why (see :attr:`interrupted_runs`).
         """
         settings = settings or Settings()
         db = Path(path)
@@ -149,10 +157,14 @@ class Store:
             else:
                 migrate(con, now, path=str(db))
                 lock.write_owner(db, server_url)
+                interrupted = _fail_interrupted_runs(con, now)
         except BaseException:
             con.close()
             raise
-        return cls(con, db, read_only)
+        store = cls(con, db, read_only)
+        if not read_only:
+            store.interrupted_runs = interrupted
+        return store
 
     def close(self) -> None:
         """Close the database and release the file."""
@@ -290,14 +302,16 @@ class Store:
         else:
             rel.create_view("raw_input", replace=True)
         types = {name: str(kind) for name, kind in zip(rel.columns, rel.types, strict=True)}
+        # The whole input is read here, once: a file that turns out unreadable half-way (bad
+        # bytes, a damaged Parquet page) fails now, as an InputError, and nothing later reads it.
+        try:
+            cur.execute(sql.MATERIALIZE_RAW)
+        except duckdb.Error as exc:
+            raise _unreadable(source, exc, "cannot read") from None
         if source.fmt == "parquet":
             cur.execute(sql.SRC_FROM_COLUMN.format(row=sql.quote_ident("file_row_number")))
         else:
             # Insertion order is preserved (DuckDB's default), so rowid is the input's row order.
-            try:
-                cur.execute(sql.MATERIALIZE_RAW)
-            except duckdb.Error as exc:
-                raise InputError(f"{source.label}: cannot read: {_first_line(exc)}") from None
             cur.execute(sql.SRC_FROM_ROWID)
         return {target: (col, types[col]) for target, col in options.columns.items()}
 
@@ -383,18 +397,25 @@ class Store:
     # -----------------------------------------------------------------------------------------
     # Runs
 
-    def start_run(self, now: datetime, as_of: datetime, trigger: str) -> int:
-        """Record a run as started (not yet visible to readers); returns its id."""
+    def start_run(self, started_at: datetime, as_of: datetime, trigger: str) -> int:
+        """Record a run as started (not yet visible to readers); returns its id.
+
+        Args:
+            started_at: When it started (wall clock, UTC, naive).
+            as_of: The time its answers are for.
+            trigger: Who asked.
+        """
         with self._transaction() as cur:
-            (run_id,) = _one(cur, sql.START_RUN, [now, as_of, trigger])
+            (run_id,) = _one(cur, sql.START_RUN, [started_at, as_of, trigger])
         return int(run_id)
 
     def publish_run(
-        self, run_id: int, now: datetime, *, run_series: pl.DataFrame, forecasts: pl.DataFrame,
-        interventions: pl.DataFrame, choices: pl.DataFrame, detail: str,
+        self, run_id: int, finished_at: datetime, *, run_series: pl.DataFrame,
+        forecasts: pl.DataFrame, interventions: pl.DataFrame, choices: pl.DataFrame, detail: str,
         anomalies: pl.DataFrame | None = None,
     ) -> None:
-        """Publish everything a run computed, and mark it published, in one transaction."""
+        """Publish everything a run computed, and mark it published, in one transaction;
+        ``finished_at`` is the wall-clock time (UTC, naive)."""
         with self._transaction() as cur:
             for name, frame, statement in (
                     ("new_run_series", run_series, sql.PUBLISH_RUN_SERIES),
@@ -407,12 +428,12 @@ class Store:
                     cur.register(name, frame.to_arrow())
                     cur.execute(statement)
                     cur.unregister(name)
-            cur.execute(sql.FINISH_RUN, ["published", now, None, detail, run_id])
+            cur.execute(sql.FINISH_RUN, ["published", finished_at, None, detail, run_id])
 
-    def fail_run(self, run_id: int, now: datetime, error: str, detail: str) -> None:
-        """Mark a run failed; nothing it computed is published."""
+    def fail_run(self, run_id: int, finished_at: datetime, error: str, detail: str) -> None:
+        """Mark a run failed at ``finished_at`` (wall clock); nothing it computed is published."""
         with self._transaction() as cur:
-            cur.execute(sql.FINISH_RUN, ["failed", now, error, detail, run_id])
+            cur.execute(sql.FINISH_RUN, ["failed", finished_at, error, detail, run_id])
 
     def model_choices(self) -> dict[int, tuple[str, datetime]]:
         """Stored model choice and when it was made, by series id."""
@@ -532,6 +553,80 @@ class Store:
         series, points, requests, events = _one(self.cursor(), sql.COUNTS)
         return {"series": series, "points": points, "requests": requests, "events": events}
 
+    @classmethod
+    def rebuild(
+        cls,
+        path: Path | str,
+        *,
+        maker: str,
+        now: datetime,
+        settings: Settings | None = None,
+    ) -> Store:
+        """Open ``path`` as a new, empty database made by ``maker``, holding its lock throughout.
+
+        A missing file is created. An existing file is emptied in place, while this process
+        holds its lock, and only when ``maker`` made it (or it has no table at all): the file is
+        never deleted or replaced, so a process that held it first keeps its data, and the
+        ``.wal`` beside it stays DuckDB's own business.
+
+        Args:
+            path: The DuckDB file.
+            maker: Who rebuilds it (``"demo"``); recorded inside the file.
+            now: The current time (UTC, naive), recorded with the marker and migrations.
+            settings: DuckDB threads and memory limit come from here.
+
+        Raises:
+            StoreLockedError: another process holds the file; nothing was touched.
+            ForeignDatabaseError: the file exists and ``maker`` did not make it; nothing was
+                touched.
+        """
+        settings = settings or Settings()
+        db = Path(path)
+        if db.exists() and (not db.is_file() or not lock.is_duckdb_file(db)):
+            raise lock.ForeignDatabaseError(f"{db} exists and is not a DuckDB database file")
+        config: dict[str, str | bool | int | float | list[str]] = {}
+        if settings.duckdb_threads:
+            config["threads"] = settings.duckdb_threads
+        if settings.duckdb_memory_limit:
+            config["memory_limit"] = settings.duckdb_memory_limit
+        db.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(str(db), config=config)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" in text.lower():
+                raise StoreLockedError(lock.locked_message(db, text)) from None
+            raise
+        try:
+            _set_utc(con)
+            objects = [(str(kind), str(name)) for kind, name in
+                       con.execute(sql.USER_OBJECTS).fetchall()]
+            if objects and not cls._made_by(con, maker, {name for _, name in objects}):
+                raise lock.ForeignDatabaseError(
+                    f"{db} was not made by the {maker} (it holds {len(objects)} tables, views or "
+                    "sequences of its own)")
+            con.execute("BEGIN TRANSACTION")
+            for kind, name in objects:
+                con.execute(sql.drop_object(kind, name))
+            con.execute(sql.CREATE_MADE_BY)
+            con.execute(sql.MARK_MADE_BY, [maker, now])
+            con.execute("COMMIT")
+            migrate(con, now, path=str(db))
+            lock.write_owner(db, None)
+        except BaseException:
+            con.close()
+            raise
+        return cls(con, db, False)
+
+    @staticmethod
+    def _made_by(con: duckdb.DuckDBPyConnection, maker: str, names: set[str]) -> bool:
+        """Whether the file's marker (or, in files older than the marker, a run) names ``maker``."""
+        if "made_by" in names:
+            return bool(_one(con, sql.IS_MADE_BY, [maker])[0])
+        if "runs" in names:
+            return bool(_one(con, sql.HAS_RUN_OF_TRIGGER, [maker])[0])
+        return False
+
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -544,6 +639,16 @@ def _set_utc(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(sql.SET_UTC)
     except duckdb.Error:
         pass
+
+
+def _fail_interrupted_runs(con: duckdb.DuckDBPyConnection, now: datetime) -> list[int]:
+    # Only for a file opened writable: no other process can be running a run in it.
+    at = f"{now:%Y-%m-%dT%H:%M:%S}Z"
+    error = (f"interrupted: the process that ran it stopped before it finished; marked failed "
+             f"when the file was next opened at {at}")
+    detail = json.dumps({"stage": "interrupted", "marked_failed_at": at})
+    rows = con.execute(sql.FAIL_INTERRUPTED_RUNS, [error, detail]).fetchall()
+    return sorted(int(run_id) for (run_id,) in rows)
 
 
 def _one(cur: duckdb.DuckDBPyConnection, query: str,
@@ -560,8 +665,19 @@ def _frame(cur: duckdb.DuckDBPyConnection, query: str,
     return cur.sql(query, params=list(params)).pl()
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def _read_error(exc: BaseException) -> str:
+    """A reader's error in one line: where, and what was wrong there.
+
+    DuckDB's CSV errors put the place on the first line ("CSV Error on Line: 9"), then the
+    line's text and the problem ("Invalid unicode ... not utf-8 encoded"), then suggestions.
+    """
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    problem = next((line for line in lines[1:4] if not line.startswith(
+        ("Original Line", "Possible Solution", "file =", "  "))), None)
+    text = lines[0] if problem is None else f"{lines[0]}: {problem}"
+    return text[:400]
 
 
 def _relation(cur: duckdb.DuckDBPyConnection, source: Source) -> duckdb.DuckDBPyRelation:
@@ -575,11 +691,50 @@ def _relation(cur: duckdb.DuckDBPyConnection, source: Source) -> duckdb.DuckDBPy
         if source.fmt == "csv":
             return cur.read_csv(path, all_varchar=True, header=True)
         if source.fmt == "json":
-            return cur.read_json(path, format="newline_delimited")
+            # Every field as JSON, read as text later: DuckDB's own type detection would turn
+            # "epoch" into a date and take offsets of 99 hours, past our ISO 8601 check.
+            names = cur.read_json(path, format="newline_delimited").columns
+            return cur.read_json(path, format="newline_delimited",
+                                 columns={name: "JSON" for name in names})
     except duckdb.Error as exc:
-        raise InputError(f"{source.label}: cannot read as {source.fmt}: {_first_line(exc)}") \
-            from None
+        raise _unreadable(source, exc, f"cannot read as {source.fmt}") from None
     raise InputError(f"{source.label}: unknown format {source.fmt!r}; use csv, parquet or json")
+
+
+def _unreadable(source: Source, exc: BaseException, doing: str) -> InputError:
+    """The error for an input DuckDB could not read, saying why where we can tell better."""
+    problem = None
+    if source.path is not None and source.fmt in ("csv", "json"):
+        # DuckDB's CSV sniffer reports bad bytes as "cannot detect the dialect"
+        problem = _utf8_problem(source.path)
+    return InputError(f"{source.label}: {doing}: {problem or _read_error(exc)}")
+
+
+def _utf8_problem(path: Path) -> str | None:
+    """Where an uncompressed text file stops being UTF-8, or None when it is UTF-8 throughout."""
+    if path.suffix.lower() in (".gz", ".zst"):
+        return None
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = lines = 0
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    at = max(exc.start, 0)
+                    line = lines + chunk.count(b"\n", 0, at) + 1
+                    return (f"not UTF-8 text: line {line} "
+                            f"(byte {offset + at + 1}) holds {chunk[at:at + 4]!r}; save the file "
+                            "as UTF-8")
+                lines += chunk.count(b"\n")
+                offset += len(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return "not UTF-8 text: it ends inside a character; save the file as UTF-8"
+    except OSError:
+        return None
+    return None
 
 
 _NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
@@ -598,7 +753,15 @@ def _field(columns: Columns, target: str, missing: str) -> tuple[str, str]:
     c = sql.quote_ident(name)
     if _is_numeric(type_name):
         return sql.RAW_NATIVE.format(c=c), sql.NUMBER_FROM_NATIVE.format(c=c)
-    return sql.RAW_TEXT.format(c=c), sql.NUMBER_FROM_TEXT.format(c=c)
+    t = _as_text(columns, target)
+    return sql.RAW_TEXT.format(t=t), sql.NUMBER_FROM_TEXT.format(t=t)
+
+
+def _as_text(columns: Columns, target: str) -> str:
+    """The expression reading a source column as text (a JSON string unquoted)."""
+    name, type_name = columns[target]
+    template = sql.TEXT_OF_JSON if type_name == "JSON" else sql.TEXT_OF_COLUMN
+    return template.format(c=sql.quote_ident(name))
 
 
 def _ts_exprs(columns: Columns) -> dict[str, str]:
@@ -608,13 +771,14 @@ def _ts_exprs(columns: Columns) -> dict[str, str]:
         return {"ts_raw": sql.RAW_NATIVE.format(c=c), "ts": sql.TS_FROM_TIMESTAMP.format(c=c)}
     if _is_numeric(type_name):
         return {"ts_raw": sql.RAW_NATIVE.format(c=c), "ts": sql.TS_FROM_NUMBER.format(c=c)}
-    return {"ts_raw": sql.RAW_TEXT.format(c=c), "ts": sql.TS_FROM_TEXT.format(c=c)}
+    t = _as_text(columns, "ts")
+    return {"ts_raw": sql.RAW_TEXT.format(t=t), "ts": sql.TS_FROM_TEXT.format(t=t)}
 
 
 def _text(columns: Columns, target: str, missing: str) -> str:
     if target not in columns:
         return missing
-    return sql.RAW_TEXT.format(c=sql.quote_ident(columns[target][0]))
+    return sql.RAW_TEXT.format(t=_as_text(columns, target))
 
 
 def _point_exprs(columns: Columns) -> dict[str, str]:
@@ -633,7 +797,7 @@ def _request_exprs(columns: Columns) -> dict[str, str]:
         "service": _text(columns, "service", sql.SERVICE_CONSTANT),
         "request_id": _text(columns, "request_id", sql.NULL_TEXT),
         "error_raw": _text(columns, "error", sql.NULL_TEXT),
-        "error": (sql.BOOLEAN.format(c=sql.quote_ident(columns["error"][0]))
+        "error": (sql.BOOLEAN.format(t=_as_text(columns, "error"))
                   if "error" in columns else sql.NULL_BOOLEAN),
     }
     for field in (*REQUEST_NUMBERS, "status"):
@@ -695,7 +859,10 @@ def _point_meta(
 
 def _ensure_series(cur: duckdb.DuckDBPyConnection,
                    wanted: list[SeriesKey]) -> dict[tuple[str, str], int]:
-    """Create the series that do not exist yet; return every series id by (service, metric)."""
+    """Create the series that do not exist yet, give a unit to those stored without one; return
+    every series id by (service, metric)."""
+    # One row per series: an upsert may not touch a row twice.
+    wanted = list({(w[0], w[1]): w for w in wanted}.values())
     if wanted:
         cur.register("new_series", pa.table({
             "service": pa.array([w[0] for w in wanted], pa.string()),
