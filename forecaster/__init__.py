@@ -16,6 +16,7 @@ command line start without loading DuckDB, polars, statsforecast or PyOD.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,8 +66,11 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        # Not ours: let `from forecaster import fleet` fall back to importing the submodule.
-        raise AttributeError(f"module 'forecaster' has no attribute {name!r}")
+        # A submodule (`forecaster.summary` after `import forecaster`, as when the package
+        # imported them all); anything else is no attribute of ours.
+        if importlib.util.find_spec(f"forecaster.{name}") is None:
+            raise AttributeError(f"module 'forecaster' has no attribute {name!r}")
+        return importlib.import_module(f"forecaster.{name}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later look-ups skip this function
     return value
@@ -100,11 +104,23 @@ def refresh(store: Store, now: datetime | None = None, settings: Settings | None
         settings: Thresholds and jobs; default the built-in settings.
         policies: A policy TOML file added to the built-in policies.
         reselect: Re-make every model choice now.
+
+    Returns:
+        The published run's result.
+
+    Raises:
+        RefreshFailedError: the run failed as a whole (it is recorded as failed, with why;
+            :func:`run_once` returns such a result instead of raising, for callers that record
+            failures themselves).
     """
     from forecaster.config import Settings
     from forecaster.pipeline import run_once
     from forecaster.policies import load_policies
+    from forecaster.schema import RefreshFailedError
 
-    return run_once(store, settings or Settings(), load_policies(Path(policies) if policies
-                                                                 else None),
-                    now or utcnow(), reselect=reselect, clock=utcnow)
+    result = run_once(store, settings or Settings(), load_policies(Path(policies) if policies
+                                                                   else None),
+                      now or utcnow(), reselect=reselect, clock=utcnow)
+    if result.status != "published":
+        raise RefreshFailedError(f"refresh run {result.run_id} failed: {result.error}")
+    return result

@@ -24,6 +24,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
@@ -49,19 +50,23 @@ from forecaster.ingest import (
 from forecaster.media import ARROW
 from forecaster.schema import (
     DECISIONS,
+    MAX_UNIT_CHARS,
     MAX_YEAR,
     MIN_YEAR,
     NAME_PATTERN,
     NAME_RULE,
     REQUEST_NUMBERS,
+    IngestReport,
     InputError,
+    RowError,
     split_unique_id,
     utc_in_range,
 )
 from forecaster.service import RefreshBusyError, Service
 from forecaster.summary import service_answers
 
-__all__ = ["ARROW", "ApiError", "create_app", "downsample", "read_limited", "rows_frame"]
+__all__ = ["ARROW", "ApiError", "BatchRows", "create_app", "downsample", "merge_report",
+           "read_limited", "rows_frame"]
 
 log = logging.getLogger("forecaster.api")
 
@@ -101,11 +106,11 @@ def _time_query(description: str) -> Any:
 _JSON_COLUMNS = ("precursors", "features", "reliability")
 
 # Bounds on what a request body may hold. A batch is an array of flat row objects, or an object
-# holding that array: at most 3 levels of arrays and objects.
-BATCH_DEPTH = 3
+# holding that array: 3 levels of arrays and objects, and one more so that an array or object
+# given as a field value (in either form) rejects its row, not the batch.
+BATCH_DEPTH = 4
 EVENT_DEPTH = 1
 MAX_FIELD_CHARS = 1_000  # any one field of a batch row, as text
-MAX_UNIT_CHARS = 32
 MAX_KIND_CHARS = 64
 MAX_DETAIL_CHARS = 2_000
 MAX_CACHED_BODIES = 256  # answers of the latest run kept in memory (least recently used go)
@@ -147,7 +152,8 @@ def _problems(errors: list[Any]) -> str:
 
 
 def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
-    rows = frame.to_dicts()
+    # NaN is no JSON: a float that is not a number is written as null
+    rows = frame.with_columns(pl.col(pl.Float32, pl.Float64).fill_nan(None)).to_dicts()
     for name in _JSON_COLUMNS:
         if name in frame.columns:
             for row in rows:
@@ -620,14 +626,17 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
             raise ApiError(422, shape)
         if not rows:
             raise ApiError(422, f"the batch holds no {kind}")
-        frame = rows_frame(rows, POINT_COLUMNS if kind == "points" else REQUEST_COLUMNS)
+        label = f"POST /v1/{kind}"
+        parsed = rows_frame(rows, POINT_COLUMNS if kind == "points" else REQUEST_COLUMNS,
+                            settings.max_reported_errors, label)
         ingest = ingest_points_frame if kind == "points" else ingest_requests_frame
         spec = ReadSpec(max_errors=settings.max_reported_errors)
         try:
-            report = await run_in_threadpool(ingest, store, frame, service.clock(), spec,
-                                             f"POST /v1/{kind}")
+            report = await run_in_threadpool(ingest, store, parsed.frame, service.clock(), spec,
+                                             label)
         except InputError as exc:
             raise ApiError(422, str(exc)) from None
+        report = merge_report(report, parsed, settings.max_reported_errors)
         service.count_ingest(kind, report.stored, report.updated, report.duplicates,
                              report.rejected)
         return JSONResponse(json.loads(_dumps({
@@ -665,8 +674,10 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
         except ValidationError as exc:
             raise ApiError(422, _problems(list(exc.errors()))) from None
         for name, value in data.items():
-            if isinstance(value, str) and not value.isascii():
-                _text(value, 1, name)  # refuses lone surrogates, which no store can keep
+            # a lone surrogate passes the model, but no store can keep it
+            problem = _unicode_problem(value, name) if isinstance(value, str) else None
+            if problem is not None:
+                raise ApiError(422, problem)
         ts = _utc(event.ts, "ts")
         assert ts is not None
         event_id = await run_in_threadpool(
@@ -810,26 +821,60 @@ def parse_json(body: bytes, depth: int, shape: str) -> Any:
         raise ApiError(422, f"the body holds a value JSON cannot carry here; {shape}") from None
 
 
-def rows_frame(rows: list[Any], known: dict[str, bool]) -> pl.DataFrame:
+class _BadField(ValueError):
+    """A field value a batch row cannot have: that row is rejected, the batch goes on."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRows:
+    """A batch's rows as the ingest reads them, less the rows refused on the way.
+
+    Attributes:
+        frame: The rows that go to the ingest, as text columns.
+        kept: The batch index (0-based) of each frame row, in order; None when no row was
+            refused, so that frame row i is batch row i.
+        rejected: How many rows were refused.
+        errors: The first refused rows (row 1 is the first element of the batch), at most the
+            ``max_errors`` asked for.
+    """
+
+    frame: pl.DataFrame
+    kept: list[int] | None
+    rejected: int
+    errors: list[RowError]
+
+
+def rows_frame(rows: list[Any], known: dict[str, bool], max_errors: int = 20,
+               source: str = "batch") -> BatchRows:
     """JSON rows as a frame of text columns, validated by the ingest like a CSV file's (row 1 is
     the first element of the batch); one pass over the rows.
+
+    A row with a field no store can keep (an array or object, text longer than
+    ``MAX_FIELD_CHARS``, a unit longer than ``MAX_UNIT_CHARS``, a lone surrogate) is left out of
+    the frame and reported with its row number and field: one bad row does not cost the others.
 
     Args:
         rows: The batch's row objects.
         known: The columns this kind of batch has (``ingest.POINT_COLUMNS`` or
             ``REQUEST_COLUMNS``).
+        max_errors: How many refused rows to describe (the others are only counted).
+        source: The label of the rows, for the errors.
 
     Raises:
-        ApiError: (422) at the first row that is not an object, the first key that is not one of
-            ``known``, or the first field that is not a scalar, is too long or is not text.
+        ApiError: (422) at the first row that is not an object or the first key that is not one
+            of ``known``: the batch's shape is wrong, so none of it is read.
     """
     n = len(rows)
     columns: dict[str, list[str | None]] = {}
+    keep: list[bool] | None = None
+    errors: list[RowError] = []
+    rejected = 0
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise ApiError(422, f"row {i + 1} is not a JSON object (it is "
                                 f"{_json_type(row)}); each row is an object of "
                                 f"{', '.join(known)}")
+        bad = False
         for name, value in row.items():
             column = columns.get(name)
             if column is None:
@@ -837,8 +882,35 @@ def rows_frame(rows: list[Any], known: dict[str, bool]) -> pl.DataFrame:
                     raise ApiError(422, f"row {i + 1}: unknown field {_shown(name)}; known: "
                                         f"{', '.join(known)}")
                 column = columns[name] = [None] * n
-            column[i] = _text(value, i + 1, name)
-    return pl.DataFrame(columns, schema={name: pl.String for name in columns})
+            if bad:
+                continue  # one reason per row; later keys are still checked for the shape
+            try:
+                column[i] = _text(value, name)
+            except _BadField as exc:
+                bad = True
+                rejected += 1
+                if keep is None:
+                    keep = [True] * n
+                keep[i] = False
+                if len(errors) < max_errors:
+                    errors.append(RowError(source, i + 1, name, str(exc)))
+    frame = pl.DataFrame(columns, schema={name: pl.String for name in columns})
+    if keep is None:
+        return BatchRows(frame, None, 0, [])
+    kept = [i for i, ok in enumerate(keep) if ok]
+    return BatchRows(frame.filter(pl.Series(keep)), kept, rejected, errors)
+
+
+def merge_report(report: IngestReport, batch: BatchRows, max_errors: int) -> IngestReport:
+    """The ingest's report on ``batch.frame`` as a report on the whole batch: row numbers of the
+    batch, and the rows refused before the ingest counted and listed in row order."""
+    if batch.kept is None:
+        return report
+    kept = batch.kept
+    moved = [RowError(e.source, kept[e.row - 1] + 1, e.field, e.message) for e in report.errors]
+    return replace(report, rows=report.rows + batch.rejected,
+                   rejected=report.rejected + batch.rejected,
+                   errors=sorted(moved + batch.errors, key=lambda e: e.row)[:max_errors])
 
 
 def _json_type(value: object) -> str:
@@ -847,26 +919,51 @@ def _json_type(value: object) -> str:
             else "a number" if isinstance(value, int | float) else "text")
 
 
-def _text(value: object, row: int, name: str) -> str | None:
-    """A scalar field as the text a CSV cell would hold."""
+def _quoted(text: str) -> str:
+    """Text for a message, cut to 60 characters (the store's messages cut the same way)."""
+    return repr(text[:60]) + ("..." if len(text) > 60 else "")
+
+
+def _text(value: object, name: str) -> str | None:
+    """A scalar field as the text a CSV cell would hold.
+
+    Raises:
+        _BadField: the value is an array or object, too long, or not valid Unicode text.
+    """
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):
-        raise ApiError(422, f"row {row}: field {name!r} is {_json_type(value)}; a field is "
-                            f"{_SCALARS}")
+        raise _BadField(f"{name} is {_json_type(value)}; a field is {_SCALARS}")
     text = value if isinstance(value, str) else repr(value)
-    limit = MAX_UNIT_CHARS if name == "unit" else MAX_FIELD_CHARS
-    if len(text) > limit:
-        raise ApiError(422, f"row {row}: field {name!r} is {len(text)} characters long; at most "
-                            f"{limit}")
-    if not text.isascii():
-        try:
-            text.encode()
-        except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
-            raise ApiError(422, f"row {row}: field {name!r} is not valid Unicode text") from None
+    if len(text) > MAX_FIELD_CHARS:
+        raise _BadField(f"{name} {_quoted(text)} is {len(text)} characters long; at most "
+                        f"{MAX_FIELD_CHARS}")
+    problem = _unicode_problem(text, name)
+    if problem is not None:
+        raise _BadField(problem)
+    if name == "unit":
+        # Measured as the store does (spaces trimmed), with the store's message: a file's unit
+        # gets the same check in CHECK_POINTS. Refused here, the unit never takes part in
+        # choosing a new series' unit, so the batch's other rows are not judged against it.
+        unit = text.strip(" ")
+        if len(unit) > MAX_UNIT_CHARS:
+            raise _BadField(f"unit {_quoted(unit)} is {len(unit)} characters long; at most "
+                            f"{MAX_UNIT_CHARS}")
     return text
+
+
+def _unicode_problem(text: str, name: str) -> str | None:
+    """Why ``text`` cannot be stored (a lone surrogate escape such as "\\ud800"), or None."""
+    if text.isascii():
+        return None
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        return (f"{name} is not valid Unicode text (a lone surrogate at character "
+                f"{exc.start + 1}); a field is UTF-8 text")
+    return None
 
 
 def downsample(frame: pl.DataFrame, points: int) -> pl.DataFrame:

@@ -86,9 +86,13 @@ def frame_json(frame: pl.DataFrame) -> str:
     """A frame as a JSON list of objects, times in ISO 8601 UTC with ``Z`` as the API writes."""
     import json
 
+    import polars as pl
+
     from forecaster.clock import json_default
 
-    return json.dumps(frame.to_dicts(), indent=2, default=json_default)
+    # NaN is no JSON: a float that is not a number is written as null, as the API writes it
+    rows = frame.with_columns(pl.col(pl.Float32, pl.Float64).fill_nan(None)).to_dicts()
+    return json.dumps(rows, indent=2, default=json_default)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -525,7 +525,9 @@ def stale_intervention(unique_id: str, policy: Policy, observation: Observation,
                        evidence: tuple[Evidence, ...] = ()) -> Intervention:
     """The answer for a series whose data stopped: ``stale``, with no eta, ``act_by`` or
     ``p_breach`` (a forecast from a feed that stopped would answer a monitoring problem with an
-    extrapolation), and a reason that says since when and what the last value was.
+    extrapolation), and a reason that says since when and what the last value was; but
+    ``breached`` when that last value was already past the limit (observed, not extrapolated),
+    its reason saying the feed stopped too.
 
     Args:
         unique_id: ``service:metric``.
@@ -545,12 +547,23 @@ def stale_intervention(unique_id: str, policy: Policy, observation: Observation,
         usual = f"it usually reports every {_fmt_span(fresh.interval)}"
     else:
         usual = "a single point was ever seen"
-    past = (f", past its limit ({'>' if policy.direction == 'above' else '<'} {limit_txt}) "
-            "when it stopped" if is_past(observation.last_value, policy)
-            else f" (limit {limit_txt})")
-    reason = (f"no data since {_when(fresh.last_point)} ({_fmt_span(fresh.age)}; {usual}): "
-              f"a monitoring problem, not a forecast; last value {last_txt}{past}.")
-    reason += _precursor_sentence(evidence)
+    silent = f"no data since {_when(fresh.last_point)} ({_fmt_span(fresh.age)}; {usual})"
+    if is_past(observation.last_value, policy):
+        # A breach seen at the last point is an observation, not an extrapolation: a service
+        # that fell over often stops reporting too, and must not rank below the schedules.
+        action = _ACTION_PHRASE.get(policy.action, policy.action.replace("_", " "))
+        reason = (f"past its limit at its last point: {last_txt} "
+                  f"{'>' if policy.direction == 'above' else '<'} {limit_txt} (at "
+                  f"{_when(observation.last_ts)}), and {silent}; act now ({action}) and "
+                  "restore the feed.") + _precursor_sentence(evidence)
+        return Intervention(
+            unique_id=unique_id, limit=policy.limit, direction=policy.direction,
+            action=policy.action, lead_time=policy.lead_time, eta_p10=observation.last_ts,
+            eta_p50=observation.last_ts, eta_p90=observation.last_ts, p_breach=1.0,
+            act_by=now, decision="breached", next_check_at=now + settings.refresh_every,
+            reason=reason, last_value=observation.last_value, evidence=evidence)
+    reason = (f"{silent}: a monitoring problem, not a forecast; last value {last_txt} "
+              f"(limit {limit_txt}).") + _precursor_sentence(evidence)
     return Intervention(
         unique_id=unique_id, limit=policy.limit, direction=policy.direction,
         action=policy.action, lead_time=policy.lead_time, eta_p10=None, eta_p50=None,

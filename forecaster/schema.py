@@ -18,6 +18,10 @@ NAME_PATTERN = r"[A-Za-z0-9_.\-]{1,200}"
 NAME_RULE = "1 to 200 of the characters A-Z a-z 0-9 _ . -"
 _NAME_RE = re.compile(NAME_PATTERN)
 
+# A unit is a short label (ms, 1/s, %): longer text is a mistake (a description in the wrong
+# column), refused per row with one limit and one message in files and API batches.
+MAX_UNIT_CHARS = 32
+
 # Timestamps outside this range are almost always unit mistakes (ms read as s, or a zero date).
 MIN_YEAR = 1970
 MAX_YEAR = 2199
@@ -184,6 +188,10 @@ class SchemaVersionError(ForecasterError):
 
 class ConfigError(ForecasterError):
     """A setting or configuration file is invalid."""
+
+
+class RefreshFailedError(ForecasterError):
+    """A refresh failed as a whole (it is recorded as a failed run, with why)."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -113,6 +114,18 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _WATCH_EVERY_S = 0.25
 
 
+_prctl: Any = None  # libc's prctl, looked up once before any fork (dlopen is unsafe after one)
+
+
+def _load_prctl() -> None:
+    global _prctl
+    if _prctl is None and sys.platform.startswith("linux"):
+        try:
+            _prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            _prctl = False
+
+
 def _die_with_parent(parent: int) -> bool:
     """Ask the kernel to SIGKILL this process when the thread that started it ends (Linux).
 
@@ -120,13 +133,10 @@ def _die_with_parent(parent: int) -> bool:
         Whether the signal is armed. Exits at once if the parent is already gone (it may have
         died before the signal was armed).
     """
-    if not sys.platform.startswith("linux"):
+    _load_prctl()
+    if not _prctl:
         return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    armed = bool(_prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0)
     if os.getppid() != parent:
         os._exit(1)
     return armed
@@ -168,10 +178,12 @@ def descendants(pid: int) -> list[int]:
 
 
 def _kill_descendants_and_exit() -> None:
-    for pid in reversed(descendants(os.getpid())):
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    os._exit(1)
+    try:
+        for pid in reversed(descendants(os.getpid())):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    finally:
+        os._exit(1)  # whatever went wrong above, the orphan must not live on
 
 
 def _watch_parent(parent: int) -> None:
@@ -189,6 +201,7 @@ def _worker_init(parent: int, arm: bool) -> None:
             kernel's parent-death signal may be used (from another thread it would fire when
             that thread ends, killing a healthy worker).
     """
+    _load_prctl()  # now, in the worker: its forked helpers only call it
     if arm:
         _die_with_parent(parent)
     elif os.getppid() != parent:

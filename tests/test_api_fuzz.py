@@ -31,7 +31,7 @@ from test_server import READ, WRITE, Server, free_port, now_utc, start_server, s
 from forecaster.api import MAX_CACHED_BODIES, _RunCache, create_app, parse_json, too_deep
 from forecaster.client import RemoteStore
 from forecaster.config import Settings
-from forecaster.ingest import POINT_COLUMNS, REQUEST_COLUMNS
+from forecaster.ingest import POINT_COLUMNS, REQUEST_COLUMNS, ReadSpec, ingest_files
 from forecaster.service import Service
 from forecaster.store import Store
 
@@ -151,16 +151,13 @@ def test_deep_nesting_is_refused_with_422(http: httpx.Client, path: str) -> None
         answer = send(http, "nesting", "POST", path, content=body)
         assert answer.status_code == 422, answer.text
         assert "deep" in answer.json()["error"]["message"]
-    row = {"/v1/events": {"ts": "2026-11-26T00:00:00Z", "service": "s", "kind": "deploy",
-                          "detail": {"a": 1}},
-           "/v1/points": [{"ts": "2026-11-26T00:00:00Z", "service": "s", "metric": "m",
-                           "value": {"a": 1}}],
-           "/v1/requests": [{"ts": "2026-11-26T00:00:00Z", "service": "s",
-                             "latency_ms": {"a": 1}}]}[path]
-    nested = send(http, "nesting", "POST", path, json=row)
-    assert nested.status_code == 422
-    assert ("is an object" in nested.json()["error"]["message"]
-            or "deep" in nested.json()["error"]["message"])
+    if path == "/v1/events":  # an event is one object: a nested field is its shape
+        nested = send(http, "nesting", "POST", path, json={
+            "ts": "2026-11-26T00:00:00Z", "service": "s", "kind": "deploy", "detail": {"a": 1}})
+        assert nested.status_code == 422
+        assert "deep" in nested.json()["error"]["message"]
+    # in a batch, an object as a field value is one bad row: see
+    # test_a_bad_field_rejects_its_row_and_the_others_are_stored
 
 
 OVERFLOWING = ["0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00",
@@ -216,10 +213,121 @@ def test_events_check_the_token_before_the_body_and_bound_its_size(http: httpx.C
         answer = send(http, "events", "POST", "/v1/events", json=event)
         assert answer.status_code == 422, (field, answer.text)
         assert answer.json()["error"]["message"].startswith(field.strip())
-    unit = send(http, "events", "POST", "/v1/points", json=[
-        {"ts": "2026-11-26T00:00:00Z", "service": "s", "metric": "m", "value": 1,
-         "unit": "u" * 33}])
-    assert unit.status_code == 422 and "'unit'" in unit.json()["error"]["message"]
+    # text of up to 2,000 characters in any script is a detail, however long a batch field may be
+    detail = "é" * 1_500
+    answer = send(http, "events", "POST", "/v1/events", json={
+        "service": "svc-a", "ts": "2026-11-26T00:00:00Z", "kind": "deploy", "detail": detail})
+    assert answer.status_code == 201, answer.text
+    surrogate = send(http, "events", "POST", "/v1/events", content=json.dumps({
+        "service": "svc-a", "ts": "2026-11-26T00:00:00Z", "kind": "deploy",
+        "detail": "\ud800"}).encode())  # json.dumps escapes it: \\ud800
+    assert surrogate.status_code == 422
+    assert surrogate.json()["error"]["message"].startswith("detail")
+
+
+def accounted(report: dict[str, Any]) -> int:
+    """The rows a batch report accounts for: each row is stored (a point stored or updated; for
+    request logs, a new request), a duplicate or rejected."""
+    kept = (report["stored"] + report["updated"] if report["requests_stored"] is None
+            else report["requests_stored"])
+    return int(kept + report["duplicates"] + report["rejected"])
+
+
+def _bad_fields(kind: str) -> list[tuple[str, Any, str]]:
+    """(field, value, what the message says) of values no row of ``kind`` can have."""
+    number = "value" if kind == "points" else "latency_ms"
+    cases = [(number, {"a": 1}, "is an object; a field is text, a number, true/false or null"),
+             (number, [1, 2], "is an array; a field is text, a number"),
+             ("service", "s" * 1_001, "is 1001 characters long; at most 1000"),
+             (number, "\ud800", "not valid Unicode text")]
+    if kind == "points":
+        cases.append(("unit", " " + "u" * 33 + " ", "is 33 characters long; at most 32"))
+    return cases
+
+
+@pytest.mark.parametrize("kind", ["points", "requests"])
+def test_a_bad_field_rejects_its_row_and_the_others_are_stored(http: httpx.Client,
+                                                               kind: str) -> None:
+    """A field no store can keep (an array or object, too long, a lone surrogate, a unit over 32
+    characters) costs its row only: 200, the row reported once with its number, field and what
+    is allowed, every other row stored. Only the batch's shape refuses the whole batch."""
+    service = f"svc-bad-{kind}"
+    start = (datetime.now(UTC) - timedelta(hours=2)).replace(second=0, microsecond=0)
+
+    def good(i: int) -> dict[str, Any]:
+        ts = (start + timedelta(minutes=i)).isoformat()
+        if kind == "points":
+            return {"ts": ts, "service": service, "metric": "error_rate", "value": 0.01,
+                    "unit": "ratio"}
+        return {"ts": ts, "service": service, "request_id": f"r{i}", "latency_ms": 100.0}
+
+    bad = _bad_fields(kind)
+    rows: list[dict[str, Any]] = []
+    expected: dict[int, tuple[str, str]] = {}
+    for i, (field, value, says) in enumerate(bad):
+        rows.append(good(2 * i))
+        rows.append({**good(2 * i + 1), field: value})
+        expected[len(rows)] = (field, says)
+    rows.append({**good(99), "ts": "not a time"})  # rejected by the store, after the others
+    expected[len(rows)] = ("ts", "cannot read 'not a time'")
+    answer = send(http, "bad fields", "POST", f"/v1/{kind}",
+                  content=json.dumps(rows).encode())  # escapes the lone surrogate
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["rows"] == len(rows) and report["rejected"] == len(expected), report
+    assert report["rows"] == accounted(report)
+    assert [e["row"] for e in report["errors"]] == sorted(expected), report["errors"]
+    for error in report["errors"]:
+        field, says = expected[error["row"]]
+        assert error["field"] == field and says in error["message"], error
+        assert len(error["message"]) < 300, error  # a long value is quoted cut short
+    if kind == "points":
+        assert report["stored"] == len(bad)
+        history = send(http, "bad fields", "GET", "/v1/history", token=READ,
+                       params={"service": service}).json()["items"]
+        assert len(history) == len(bad)
+        assert {item["ds"][:16] for item in history} == {
+            (start + timedelta(minutes=2 * i)).isoformat()[:16] for i in range(len(bad))}
+    else:
+        assert report["requests_stored"] == len(bad)
+    # one bad row among many: the counts and the row numbers stay those of the batch
+    many = [good(200 + i) for i in range(300)]
+    many[150] = {**many[150], bad[0][0]: bad[0][1]}
+    again = send(http, "bad fields", "POST", f"/v1/{kind}", json=many).json()
+    assert again["rows"] == 300 and again["rejected"] == 1
+    assert again["errors"] == [{"row": 151, "field": bad[0][0], "message": again["errors"][0][
+        "message"]}] and "object" in again["errors"][0]["message"]
+    assert (again["stored"] if kind == "points" else again["requests_stored"]) == 299
+    # the shape of the batch still refuses all of it, even after a bad field
+    shape = send(http, "bad fields", "POST", f"/v1/{kind}",
+                 json=[{**good(500), bad[0][0]: bad[0][1]}, {**good(501), "nope": 1}])
+    assert shape.status_code == 422 and "'nope'" in shape.json()["error"]["message"]
+
+
+def test_a_unit_has_one_limit_in_files_and_batches(http: httpx.Client, tmp_path: Path) -> None:
+    """A unit over 32 characters rejects its row, with the same field and message, whether the
+    row comes in a CSV file or in a batch; the other rows are stored."""
+    ts = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)
+    units = ["a" * 33, "ms", "m" * 32, "z" * 90]
+    rows = [{"ts": (ts + timedelta(minutes=i)).isoformat(), "service": "svc-unit",
+             "metric": f"latency_{i}_ms", "value": 1.0, "unit": unit}
+            for i, unit in enumerate(units)]
+    answer = send(http, "bad fields", "POST", "/v1/points", json=rows)
+    assert answer.status_code == 200, answer.text
+    api = answer.json()
+    assert api["rejected"] == 2 and api["stored"] == 2
+    path = tmp_path / "units.csv"
+    path.write_text("ts,service,metric,value,unit\n" + "".join(
+        f"{r['ts']},{r['service']},{r['metric']},{r['value']},{r['unit']}\n" for r in rows))
+    with Store.open(tmp_path / "files.duckdb", now=now_utc()) as db:
+        (result,) = ingest_files(db, [path], "points", ReadSpec(), now_utc())
+    assert not isinstance(result, Exception)
+    assert result.rejected == 2 and result.stored == 2
+    assert [(e.row, e.field, e.message) for e in result.errors] == [
+        (e["row"], e["field"], e["message"]) for e in api["errors"]]
+    assert [e.row for e in result.errors] == [1, 4]
+    assert result.errors[0].message == f"unit '{'a' * 33}' is 33 characters long; at most 32"
+    assert result.errors[1].message.endswith("'... is 90 characters long; at most 32")
 
 
 def test_every_endpoint_checks_the_token_before_reading_the_body(server: Server) -> None:
@@ -458,8 +566,7 @@ def test_nasty_batches_never_get_a_server_error(http: httpx.Client, kind: str) -
         answer = send(http, "nasty batches", "POST", f"/v1/{kind}", token=token, content=body)
         if answer.status_code == 200:
             report = answer.json()
-            assert report["rows"] == (report["stored"] + report["updated"]
-                                      + report["duplicates"] + report["rejected"])
+            assert report["rows"] == accounted(report), report
 
     one()
 

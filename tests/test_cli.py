@@ -263,3 +263,16 @@ def test_an_unexpected_error_is_one_line_unless_debugging(tmp_path: Path) -> Non
     assert "FORECASTER_DEBUG=1" in line and "Traceback" not in quiet.stderr
     loud = run_cli(*args, env={"FORECASTER_DEBUG": "1"})
     assert loud.returncode == 5 and "Traceback" in loud.stderr
+
+
+def test_json_output_writes_a_missing_number_as_null() -> None:
+    """NaN is not JSON: a reader's parser would refuse the whole output."""
+    import json
+
+    import polars as pl
+
+    from forecaster.cli import frame_json
+
+    text = frame_json(pl.DataFrame({"p": [0.5, float("nan")], "uid": ["a:b", "c:d"]}))
+    assert "NaN" not in text
+    assert json.loads(text) == [{"p": 0.5, "uid": "a:b"}, {"p": None, "uid": "c:d"}]

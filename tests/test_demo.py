@@ -15,6 +15,8 @@ import pytest
 from conftest import ROOT, run_cli
 from test_server import READ, WRITE, Server, now_utc, start_server, stop
 
+from forecaster.ingest import ingest_points_frame
+from forecaster.schema import StoreLockedError
 from forecaster.store import Store
 from forecaster.store.lock import ForeignDatabaseError
 
@@ -153,3 +155,17 @@ def test_only_a_database_marked_as_the_demos_is_rebuilt(tmp_path: Path) -> None:
     with pytest.raises(ForeignDatabaseError, match="was not made by the demo"):
         Store.rebuild(user, maker="demo", now=now)
     assert fingerprint(user) == before
+    # the old demo wrote into the default database; a user who then filled it keeps it
+    filled = tmp_path / "filled.duckdb"
+    with Store.open(filled, now=now) as store:
+        store.start_run(now, now, "demo")
+        ingest_points_frame(store, pl.DataFrame({
+            "ts": [now], "service": ["mine"], "metric": ["latency_p95_ms"], "value": [120.0]}),
+            now=now, label="my-metrics.csv")
+    before = fingerprint(filled)
+    with pytest.raises(ForeignDatabaseError, match="was not made by the demo"):
+        Store.rebuild(filled, maker="demo", now=now)
+    assert fingerprint(filled) == before
+    # and a file this process holds open is never rebuilt under it
+    with Store.open(made, now=now), pytest.raises(StoreLockedError, match="this process"):
+        Store.rebuild(made, maker="demo", now=now)

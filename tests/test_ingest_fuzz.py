@@ -63,15 +63,17 @@ Ref = Any  # a parsed value, None (must be refused) or UNSURE
 # Reference parsers: what the ingest promises, written without DuckDB.
 
 _ISO = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
-    r" ?([Zz]|[+-]\d{2}(?::?\d{2})?)?")
+    r"(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,12}))?)?)?"
+    r"(?: ?([Zz]|[+-]\d{2}(?::\d{2}(?::\d{2})?|\d{2})?)| ?(?i:utc|gmt))?")
+# What the ingest trims from text: ASCII whitespace (tabs, and CRs from Windows line ends).
+WS = " \t\n\x0b\x0c\r"
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _NOT_FINITE = re.compile(r"[+-]?(nan|inf|infinity)", re.IGNORECASE)
 
 
 def ref_number(text: str) -> float | None:
     """A decimal number (what every tool writes); None for anything else."""
-    text = text.strip(" ")
+    text = text.strip(WS)
     if _NUMBER.fullmatch(text):
         return float(text)
     if _NOT_FINITE.fullmatch(text):
@@ -80,8 +82,9 @@ def ref_number(text: str) -> float | None:
 
 
 def ref_time(text: str, us_per_unit: float | None) -> datetime | None:
-    """ISO 8601 (offset to UTC, none is UTC) or an epoch number in a unit; None when not one."""
-    text = text.strip(" ")
+    """ISO 8601 (offset to UTC, none or UTC/GMT is UTC) or an epoch number in a unit; None when
+    not one."""
+    text = text.strip(WS)
     if us_per_unit is not None:
         n = ref_number(text)
         if n is None or not math.isfinite(n) or abs(n * us_per_unit) >= 1e18:
@@ -106,10 +109,10 @@ def ref_time(text: str, us_per_unit: float | None) -> datetime | None:
         return None
     if off and off not in "Zz":
         digits = off[1:].replace(":", "")
-        hours, minutes = int(digits[:2]), int(digits[2:] or 0)
-        if hours > 23 or minutes > 59:
+        hours, minutes, seconds = int(digits[:2]), int(digits[2:4] or 0), int(digits[4:] or 0)
+        if hours > 23 or minutes > 59 or seconds > 59:
             return None
-        delta = timedelta(hours=hours, minutes=minutes)
+        delta = timedelta(hours=hours, minutes=minutes, seconds=seconds)
         try:
             base = base - delta if off[0] == "+" else base + delta
         except OverflowError:  # year 1 or 9999 with an offset: outside the range anyway
@@ -132,18 +135,23 @@ class Cell:
 
 
 def iso(ts: datetime, style: int, offset_minutes: int) -> str:
-    """``ts`` (UTC) written in one of several ISO 8601 spellings."""
+    """``ts`` (UTC) written in one of several ISO 8601 spellings (styles 0 to 7)."""
     local = ts + timedelta(minutes=offset_minutes)
     sep = "T" if style % 2 == 0 else " "
     body = local.strftime(f"%Y-%m-%d{sep}%H:%M:%S")
     if local.microsecond:
-        body += f".{local.microsecond:06d}"
+        # styles 6 and 7: 12 digits, as some exports write; read to the microsecond
+        body += f".{local.microsecond:06d}" + (f"{ts.second * 7919 % 10**6:06d}"
+                                               if style >= 6 else "")
     if style in (0, 1) and offset_minutes == 0:
         return body + "Z"
     if style in (2, 3) and offset_minutes == 0:
         return body
+    if style in (6, 7) and offset_minutes == 0:
+        return body + [" UTC", " GMT", " utc", "UTC"][ts.second % 4]
     sign = "+" if offset_minutes >= 0 else "-"
-    return body + f"{sign}{abs(offset_minutes) // 60:02d}:{abs(offset_minutes) % 60:02d}"
+    hhmm = f"{sign}{abs(offset_minutes) // 60:02d}:{abs(offset_minutes) % 60:02d}"
+    return body + hhmm + (":00" if style >= 6 else "")
 
 
 nasty_text = st.one_of(
@@ -195,7 +203,10 @@ def good_time(g: Gen) -> datetime:
 def iso_cell(g: Gen) -> Cell:
     ts = good_time(g)
     offset = 0 if g.rng.random() < 0.5 else g.rng.randint(-14 * 60, 14 * 60)
-    return Cell(iso(ts, g.rng.randrange(6), offset), ts)
+    text = iso(ts, g.rng.randrange(8), offset)
+    if g.rng.random() < 0.1:  # padded, as by a tab-separated export or a Windows line end
+        text = g.pick(["\t", "", " \t"]) + text + g.pick(["\r", "\t", " ", ""])
+    return Cell(text, ts)
 
 
 def epoch_cell(g: Gen, unit: str) -> Cell:
@@ -264,7 +275,8 @@ def value_cell(g: Gen, metric: str) -> Cell:
     choice = g.rng.randrange(10)
     if choice <= 4:
         value = good_number(g, lo, hi)
-        text = g.pick([repr(value), f"{value:.17g}", f"{value:.6e}", f" {value!r} "])
+        text = g.pick([repr(value), f"{value:.17g}", f"{value:.6e}", f" {value!r} ",
+                       f"\t{value!r}", f"{value!r}\r", f"{value!r}\t"])
         return Cell(text, float(text))
     if choice == 5:
         return Cell(g.pick(["NaN", "nan", "-nan", "inf", "-inf", "Infinity", "-Infinity", "INF",
@@ -297,7 +309,7 @@ def name_cell(g: Gen, pool: list[str]) -> Cell:
         text = "".join(g.pick(_NAME_CHARS) for _ in range(g.rng.randint(1, 12)))
         return Cell(text, text)
     text = g.nasty()
-    stripped = text.strip(" ")
+    stripped = text.strip(WS)
     return Cell(text, stripped if is_valid_name(stripped) else None)
 
 
@@ -441,8 +453,8 @@ def write_points(path: Path, case: PointsCase, rows: list[Row]) -> tuple[list[Ro
             if case.typed_parquet and "value" in obj and isinstance(r.value.ref, float):
                 obj["value"] = r.value.ref  # a JSON number among strings: a mixed column
             if case.typed_parquet and case.unit and "ts" in obj and _NUMBER.fullmatch(
-                    r.ts.raw.strip(" ")):
-                raw = r.ts.raw.strip(" ")  # an epoch as a JSON number, exactly as written
+                    r.ts.raw.strip(WS)):
+                raw = r.ts.raw.strip(WS)  # an epoch as a JSON number, exactly as written
                 obj["ts"] = int(raw) if re.fullmatch(r"[+-]?\d+", raw) else float(raw)
             lines.append(json.dumps(obj))
         text = "\n".join(lines) + ("\n" if lines else "")
@@ -773,7 +785,7 @@ def request_identity(row: dict[str, Cell]) -> tuple[Any, ...]:
     """What makes a stored request the same request: every field as the ingest reads it."""
     def text(name: str) -> str | None:
         cell = row.get(name)
-        return (cell.raw.strip(" ") or None) if cell is not None else None
+        return (cell.raw.strip(WS) or None) if cell is not None else None
 
     def number(name: str) -> float | None:
         raw = text(name)
@@ -942,7 +954,9 @@ def test_found_words_and_impossible_offsets_were_read_as_times(
                      json.dumps({"ts": text, "service": "a", "metric": "m", "value": 1}) + "\n")
     report = _one(store, path)
     assert report.rejected == 1 and report.errors[0].field == "ts", report
-    assert "ISO 8601" in report.errors[0].message
+    # a zone name is named as the reason; anything else gets the ISO 8601 hint
+    reason = "time-zone name is not understood" if "/" in text else "ISO 8601"
+    assert reason in report.errors[0].message
     assert store.counts()["points"] == 0
 
 
@@ -1045,3 +1059,33 @@ def test_found_nanosecond_epochs_were_a_microsecond_off(store: Store, tmp_path: 
     _one(store, pa_path, spec=ReadSpec(time_unit="ns"))
     assert store.history()["ds"].to_list() == [ts, ts + timedelta(microseconds=2)]
     assert store.history(service="a")["y"].to_list() == [2.0]  # ns + 499 is the same microsecond
+
+
+@pytest.mark.parametrize("kind", ["points", "requests"])
+def test_found_values_padded_with_tabs_or_carriage_returns_were_refused(
+    store: Store, tmp_path: Path, kind: str
+) -> None:
+    # Only spaces were trimmed: '12\t', '\t12' and '12\r' (a Windows line end inside a quoted
+    # field or a JSON string) were "not a number", and such times "not a time".
+    rows = [("\t2026-11-01T00:00:00Z", "12\t"), ("2026-11-01T00:05:00Z\r", "\t13"),
+            ("2026-11-01 00:10:00 UTC\t", "14\r")]
+    if kind == "points":
+        path = tmp_path / "p.jsonl"
+        path.write_text("".join(json.dumps({"ts": ts, "service": "a\t", "metric": "m",
+                                            "value": value}) + "\n" for ts, value in rows))
+    else:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\r\n")  # quotes the fields holding a CR
+        writer.writerows([["ts", "service", "latency_ms", "status"],
+                          *([ts, "a", value, "200\r"] for ts, value in rows)])
+        path = write(tmp_path / "r.csv", buf.getvalue())
+    report = _one(store, path, kind)
+    assert report.rejected == 0, report.errors
+    times = [datetime(2026, 11, 1, 0, m) for m in (0, 5, 10)]
+    if kind == "points":
+        assert store.history()["ds"].to_list() == times
+        assert store.history(service="a")["y"].to_list() == [12.0, 13.0, 14.0]
+    else:
+        got = store.cursor().sql("SELECT ts, latency_ms, is_error FROM requests ORDER BY ts")
+        assert got.fetchall() == [(t, v, False) for t, v in zip(times, (12.0, 13.0, 14.0),
+                                                                strict=True)]

@@ -144,6 +144,69 @@ def test_times_with_offsets_are_converted_and_naive_times_are_utc(
         datetime(2026, 11, 1, 0, 15, 0, 250000)]
 
 
+# Spellings common in real exports, each with the UTC time it means; one series each, so that
+# every row is stored and can be checked on its own.
+EXPORT_SPELLINGS = [
+    ("2026-11-26 08:00:00 UTC", datetime(2026, 11, 26, 8)),
+    ("2026-11-26T08:00:00 GMT", datetime(2026, 11, 26, 8)),
+    ("2026-11-26 08:00:00 utc", datetime(2026, 11, 26, 8)),
+    ("2026-11-26 08:00:00.123456789012Z", datetime(2026, 11, 26, 8, 0, 0, 123456)),
+    ("2026-11-26T08:00:00.999999999999+01:00", datetime(2026, 11, 26, 7, 0, 0, 999999)),
+    ("2026-11-26 08:00:00+02:00:00", datetime(2026, 11, 26, 6)),
+    ("2026-11-26T08:00:00-02:30:15", datetime(2026, 11, 26, 10, 30, 15)),
+    ("\t2026-11-26T08:00:00Z", datetime(2026, 11, 26, 8)),
+    ("2026-11-26T08:00:00Z\t", datetime(2026, 11, 26, 8)),
+    ('"2026-11-26 09:00:00 UTC\r"', datetime(2026, 11, 26, 9)),
+]
+
+
+def test_times_and_numbers_as_real_exports_write_them_are_read(
+    store: Store, tmp_path: Path, now: datetime
+) -> None:
+    # A trailing UTC/GMT, 12-digit fractions, offsets with seconds, and tabs or carriage returns
+    # around times and numbers (the file has Windows line ends) were refused row by row.
+    numbers = ["12\t", "\t12.5", '"13\r"', " \t14 ", "1e1\t"]
+    rows = [f"{text},s{i},m,{numbers[i % len(numbers)]}\r\n"
+            for i, (text, _) in enumerate(EXPORT_SPELLINGS)]
+    path = tmp_path / "export.csv"
+    path.write_bytes(("ts,service,metric,value\r\n" + "".join(rows)).encode())
+    report = one(ingest_files(store, [path], "points", ReadSpec(), now))
+    assert (report.stored, report.rejected) == (len(EXPORT_SPELLINGS), 0), report.errors
+    got = {row["unique_id"]: (row["ds"], row["y"]) for row in store.history().iter_rows(named=True)}
+    expected_numbers = [12.0, 12.5, 13.0, 14.0, 10.0]
+    assert got == {f"s{i}:m": (ts, expected_numbers[i % len(numbers)])
+                   for i, (_, ts) in enumerate(EXPORT_SPELLINGS)}
+
+
+def test_a_time_zone_name_is_refused_and_the_message_says_why(
+    store: Store, tmp_path: Path, now: datetime
+) -> None:
+    # Times are kept in UTC without a time-zone database: a zone name cannot be read, and the
+    # message says so instead of a generic "cannot read".
+    path = write(tmp_path / "zones.csv", "ts,service,metric,value\n"
+                 "2026-11-26 08:00:00 Europe/Berlin,a,m,1\n"
+                 "2026-11-26T08:00:00 America/New_York,a,m,2\n"
+                 "2026-11-26T08:00CET,a,m,3\n"
+                 "2026-11-26T08:00:00+02:00:60,a,m,4\n"
+                 "2026-11-26T08:00:00.1234567890123Z,a,m,5\n"
+                 "2026-02-30 08:00:00 UTC,a,m,6\n")
+    report = one(ingest_files(store, [path], "points", ReadSpec(), now))
+    assert (report.stored, report.rejected) == (0, 6)
+    assert [e.field for e in report.errors] == ["ts"] * 6
+    zone = "a time-zone name is not understood; give an offset such as +01:00 or Z"
+    for error, text in zip(report.errors[:3], ("2026-11-26 08:00:00 Europe/Berlin",
+                                                 "2026-11-26T08:00:00 America/New_York",
+                                                 "2026-11-26T08:00CET"), strict=True):
+        assert error.message == f"cannot read '{text}' as a time: {zone}"
+    # an impossible offset second, a 13-digit fraction and an impossible date are not zone names
+    assert all("ISO 8601" in e.message and zone not in e.message for e in report.errors[3:])
+    # with a time unit, text is not expected at all: the message says what is
+    with_unit = one(ingest_files(store, [path], "points", ReadSpec(time_unit="s"), now))
+    assert with_unit.rejected == 6
+    assert all("--time-unit" in e.message and zone not in e.message for e in with_unit.errors)
+    assert store.counts()["points"] == 0
+
+
 def test_epoch_numbers_need_and_follow_a_time_unit(
     store: Store, tmp_path: Path, now: datetime
 ) -> None:
@@ -271,3 +334,19 @@ def test_a_utilisation_outside_0_to_100_percent_is_refused(store: Store, now: da
     assert report.errors[0].row == 3 and report.errors[0].field == "value"
     assert "130.0 is outside the range of a percent metric (0.0 to 100.0)" in \
         report.errors[0].message
+
+
+def test_a_unit_over_the_limit_never_becomes_the_unit_of_a_new_series(
+        store: Store, tmp_path: Path, now: datetime) -> None:
+    """A new series given a too-long unit and a good one in one file keeps the good one: the
+    long one is rejected on its row, and must not turn the good rows into unit conflicts."""
+    path = tmp_path / "units.csv"
+    path.write_text("ts,service,metric,value,unit\n"
+                    f"2026-11-26T00:00:00Z,svc,latency_p95_ms,10,{'a' * 40}\n"
+                    "2026-11-26T00:05:00Z,svc,latency_p95_ms,11,ms\n"
+                    "2026-11-26T00:10:00Z,svc,latency_p95_ms,12,ms\n")
+    [report] = ingest_files(store, [path], "points", ReadSpec(), now)
+    assert not isinstance(report, Exception)
+    assert (report.stored, report.rejected) == (2, 1)
+    assert [(e.row, e.field) for e in report.errors] == [(1, "unit")]
+    assert store.series()["unit"].to_list() == ["ms"]

@@ -93,6 +93,30 @@ def test_a_run_whose_computation_fails_returns_a_failed_result(small_store: Stor
     assert small_store.latest_run_id() == good.run_id  # still the one served
 
 
+def test_the_notebook_refresh_raises_when_the_run_failed(small_store: Store,
+                                                         db_path: Path) -> None:
+    """run_once returns a failed result for callers that record failures (the service, the CLI);
+    forecaster.refresh, the notebook's call, must not let a failure pass silently."""
+    import forecaster
+    from forecaster.schema import RefreshFailedError
+
+    small_store.close()
+    # a real cause: DuckDB given too little memory to read the points
+    with Store.open(db_path, now=NOW, settings=Settings(duckdb_memory_limit="1MB")) as starved:
+        with pytest.raises(RefreshFailedError, match=r"refresh run \d+ failed: "):
+            forecaster.refresh(starved, now=NOW)
+    with Store.open(db_path, now=NOW) as reopened:
+        assert reopened.runs()["status"].to_list()[0] == "failed"
+
+
+def test_the_package_still_offers_its_submodules_as_attributes() -> None:
+    import forecaster
+
+    assert forecaster.summary.render_interventions is not None  # as before the lazy root
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        forecaster.nothing_here  # noqa: B018
+
+
 def test_the_service_counts_a_failed_run_as_a_failure(
         small_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args: object, **kwargs: object) -> None:
@@ -148,6 +172,24 @@ def test_a_run_left_running_is_failed_when_the_file_is_next_opened(db_path: Path
         assert metric_values(text, "forecaster_runs")[(("status", "failed"),)] == 1.0
     with Store.open(db_path, now=reopened_at) as third:
         assert third.interrupted_runs == []  # once
+
+
+def test_a_second_open_in_the_same_process_leaves_a_running_run_alone(db_path: Path) -> None:
+    """DuckDB's lock keeps other processes out, not this one (a notebook next to a service, a
+    bench): a second open must not take this process's own running run for a dead one's."""
+    from forecaster.store.lock import read_owner
+
+    with Store.open(db_path, now=NOW) as first:
+        running = first.start_run(NOW, NOW, "api")
+        with Store.open(db_path, now=NOW) as second:
+            assert second.interrupted_runs == []
+            run = second.run(running)
+            assert run is not None and run["status"] == "running"
+        # the second one closing does not disown the file the first still holds
+        assert read_owner(db_path) is not None
+        run = first.run(running)
+        assert run is not None and run["status"] == "running"
+    assert read_owner(db_path) is None
 
 
 def test_a_relative_ingest_glob_reads_each_file_once(

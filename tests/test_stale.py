@@ -72,7 +72,13 @@ def test_a_stale_answer_says_since_when_and_has_no_forecast() -> None:
     assert answer.next_check_at == NOW + settings.refresh_every
     past = stale_intervention("chat:error_rate", ERRORS, Observation(END, 0.07), judged, NOW,
                               settings)
-    assert past.decision == "stale" and "last value 7.0%, past its limit (> 5.0%)" in past.reason
+    # past its limit when it stopped: a breach observed, not extrapolated; it must not rank
+    # below the schedules, and it says the feed stopped too
+    assert past.decision == "breached" and past.p_breach == 1.0 and past.act_by == NOW
+    assert past.eta_p10 == past.eta_p50 == past.eta_p90 == END
+    assert past.reason == ("past its limit at its last point: 7.0% > 5.0% (at Wed 25 Nov 23:55 "
+                           "UTC), and no data since Wed 25 Nov 23:55 UTC (3.4 days; it usually "
+                           "reports every 5 min); act now (a rollback) and restore the feed.")
 
 
 @pytest.fixture

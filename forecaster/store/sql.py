@@ -7,7 +7,7 @@ The only text assembled at run time is a column *identifier* of an input file, q
 
 from __future__ import annotations
 
-from forecaster.schema import DECISIONS, REQUEST_NUMBERS
+from forecaster.schema import DECISIONS, MAX_UNIT_CHARS, REQUEST_NUMBERS
 
 # ---------------------------------------------------------------------------------------------
 # Migrations: (version, description, statements). Append only; never edit a released step.
@@ -224,7 +224,7 @@ MATERIALIZE_RAW = "CREATE OR REPLACE TEMP TABLE raw AS SELECT * FROM raw_input"
 SRC_FROM_ROWID = """
 CREATE OR REPLACE TEMP VIEW src AS
 SELECT rowid - (SELECT min(rowid) FROM raw) AS __row, * FROM raw"""
-SRC_FROM_COLUMN = "CREATE OR REPLACE TEMP VIEW src AS SELECT {row} AS __row, * FROM raw"
+SRC_FROM_COLUMN = "CREATE OR REPLACE TEMP VIEW src AS SELECT {row} AS __row, * FROM raw_input"
 
 # Expression templates, by what the source column holds. {c} is a quoted identifier. Each field
 # has a `_raw` form (the input as given, NULL when missing or blank) used for the missing check
@@ -234,27 +234,41 @@ SRC_FROM_COLUMN = "CREATE OR REPLACE TEMP VIEW src AS SELECT {row} AS __row, * F
 # rows mix strings and numbers in one field) is read unquoted, so "7" and 7 are both 7.
 TEXT_OF_COLUMN = "CAST({c} AS VARCHAR)"
 TEXT_OF_JSON = "({c} ->> '$')"
-RAW_TEXT = "nullif(trim({t}), '')"
+# Text is trimmed of all ASCII whitespace: a tab-separated export or a Windows line end leaves
+# tabs and carriage returns around values (`trim` alone takes only spaces). Trimming a set of
+# characters is slow (four times `trim`), so only values that start or end with a control
+# character or a space go through it.
+TRIMMED = """CASE WHEN ascii({t}) > 32 AND ascii(({t})[-1]) > 32 THEN {t}
+    ELSE trim({t}, ' \t\n\x0b\x0c\r') END"""
+RAW_TEXT = f"nullif({TRIMMED}, '')"
 RAW_NATIVE = "{c}"
 NUMBER_FROM_NATIVE = "CAST({c} AS DOUBLE)"
 # A number as people write it (NaN and infinities included, to be refused by name); DuckDB's
 # own cast alone would also take '+-5' as -5 and '1_000' as 1000.
 DECIMAL_NUMBER = r"(?i)[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?|[+-]?(nan|inf|infinity)"
-NUMBER_FROM_TEXT = f"""CASE WHEN regexp_full_match(trim({{t}}), '{DECIMAL_NUMBER}')
-    THEN try_cast(trim({{t}}) AS DOUBLE) END"""
-BOOLEAN = "try_cast(nullif(trim({t}), '') AS BOOLEAN)"
+NUMBER_FROM_TEXT = f"""CASE WHEN regexp_full_match({TRIMMED}, '{DECIMAL_NUMBER}')
+    THEN try_cast({TRIMMED} AS DOUBLE) END"""
+BOOLEAN = f"try_cast({RAW_TEXT} AS BOOLEAN)"
 TS_FROM_TIMESTAMP = "CAST({c} AS TIMESTAMP)"
 # ISO 8601 as people write it: a date, optionally a time (T or space) to the minute, second or
-# fraction, optionally Z or an offset of at most 23:59. DuckDB's own parser alone would also take
-# words ('epoch' is 1970-01-01), zone names and offsets of 99 hours.
-ISO_8601 = (r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?"
-            r" ?([Zz]|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?")
+# fraction (up to 12 digits, as DuckDB reads them; kept to the microsecond), then optionally Z,
+# an offset of at most 23:59 (seconds allowed: +02:00:00), or a trailing UTC or GMT. DuckDB's
+# own parser alone would also take words ('epoch' is 1970-01-01), zone names and offsets of 99
+# hours.
+ISO_8601 = (r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,12})?)?)?"
+            r"( ?([Zz]|[+-]([01]\d|2[0-3])(:[0-5]\d(:[0-5]\d)?|[0-5]\d)?)| ?(?i:utc|gmt))?")
+# A trailing UTC or GMT is cast as Z: reading zone names needs the ICU extension, which the
+# store does not rely on (times are kept in UTC).
+UTC_SUFFIX = r" ?(?i:utc|gmt)$"
 # Text is read as ISO 8601 (an offset is converted to UTC; none means UTC), or, when a time unit
 # was given, as an epoch number in that unit; numbers need the unit.
 TS_FROM_TEXT = """CASE WHEN (SELECT us_per_unit FROM params) IS NULL
-    THEN CASE WHEN regexp_full_match(nullif(trim({t}), ''), '{iso}')
-        THEN CAST(try_cast(nullif(trim({t}), '') AS TIMESTAMPTZ) AS TIMESTAMP) END
-    ELSE {epoch} END""".replace("{iso}", ISO_8601.replace("{", "{{").replace("}", "}}"))
+    THEN CASE WHEN regexp_full_match({raw}, '{iso}')
+        THEN CAST(try_cast(CASE WHEN ({raw})[-1] IN ('C', 'c', 'T', 't')
+            THEN regexp_replace({raw}, '{utc}', 'Z') ELSE {raw} END AS TIMESTAMPTZ) AS TIMESTAMP)
+        END
+    ELSE {epoch} END""".replace("{iso}", ISO_8601.replace("{", "{{").replace("}", "}}")).replace(
+    "{utc}", UTC_SUFFIX).replace("{raw}", RAW_TEXT)
 # An epoch number is converted exactly (as a decimal: a double has 53 bits, so nanoseconds of
 # today, 1.8e18, would come out a microsecond off); the double only guards the range, so that
 # the product fits (1e18 us is the year 33658). The allowed range is checked afterwards, with a
@@ -262,7 +276,7 @@ TS_FROM_TEXT = """CASE WHEN (SELECT us_per_unit FROM params) IS NULL
 _EPOCH = """CASE WHEN abs({n} * (SELECT us_per_unit FROM params)) < 1e18
     THEN make_timestamp(CAST(round({d} * CAST((SELECT us_per_unit FROM params) AS DECIMAL(10, 3)))
                              AS BIGINT)) END"""
-DECIMAL_FROM_TEXT = "try_cast(nullif(trim({t}), '') AS DECIMAL(38, 9))"
+DECIMAL_FROM_TEXT = f"try_cast({RAW_TEXT} AS DECIMAL(38, 9))"
 DECIMAL_FROM_NATIVE = "try_cast({c} AS DECIMAL(38, 9))"
 TS_FROM_TEXT = TS_FROM_TEXT.replace(
     "{epoch}", _EPOCH.replace("{n}", NUMBER_FROM_TEXT).replace("{d}", DECIMAL_FROM_TEXT))
@@ -272,15 +286,27 @@ NULL_TEXT = "CAST(NULL AS VARCHAR)"
 NULL_NUMBER = "CAST(NULL AS DOUBLE)"
 NULL_BOOLEAN = "CAST(NULL AS BOOLEAN)"
 
+# A time followed by a zone name ('2026-11-26 08:00:00 Europe/Berlin', '... CET') is refused
+# like any unreadable time, but says why: times are kept in UTC, without a time-zone database.
+# A name has two letters or more, so that a bad time ending in Z keeps the ISO 8601 hint; an
+# impossible date before UTC or GMT, or ISO text given with a time unit, keep the usual message.
+ZONE_NAMED = (r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)? ?"
+              r"[A-Za-z][A-Za-z_]+(/[A-Za-z0-9_+-]+)*")
 # Time checks shared by both kinds of input, as CASE branches yielding [field, message].
 TS_CHECKS = """
     WHEN ts_raw IS NULL THEN ['ts', 'missing time']
+    WHEN ts IS NULL AND (SELECT us_per_unit FROM params) IS NULL
+        AND regexp_full_match(CAST(ts_raw AS VARCHAR), '{zone}')
+        AND NOT regexp_matches(CAST(ts_raw AS VARCHAR), '{utc}')
+        THEN ['ts', 'cannot read ''' || left(CAST(ts_raw AS VARCHAR), 60) || ''' as a time: a'
+        || ' time-zone name is not understood; give an offset such as +01:00 or Z']
     WHEN ts IS NULL THEN ['ts', 'cannot read ''' || left(CAST(ts_raw AS VARCHAR), 60) || ''' as a'
         || ' time; expected ISO 8601 such as 2026-11-26T08:00:00Z (an offset is converted to UTC,'
         || ' none means UTC), or an epoch number with --time-unit s|ms|us|ns']
     WHEN ts < (SELECT min_ts FROM params) OR ts >= (SELECT max_ts FROM params)
         THEN ['ts', 'time ' || left(CAST(ts_raw AS VARCHAR), 60) || ' is outside '
         || (SELECT min_ts FROM params) || ' to ' || (SELECT max_ts FROM params)]"""
+TS_CHECKS = TS_CHECKS.replace("{zone}", ZONE_NAMED).replace("{utc}", UTC_SUFFIX)
 
 NORMALIZE_POINTS = """
 CREATE OR REPLACE TEMP VIEW norm AS
@@ -296,6 +322,9 @@ DISTINCT_POINT_KEYS = "SELECT DISTINCT service, metric, unit FROM norm"
 CHECK_POINTS = f"""
 CREATE OR REPLACE TEMP VIEW checked AS
 SELECT n.row, n.ts, n.value, m.key_id, CASE {TS_CHECKS}
+    WHEN length(n.unit) > {MAX_UNIT_CHARS} THEN ['unit', 'unit ''' || left(n.unit, 60) || ''''
+        || CASE WHEN length(n.unit) > 60 THEN '...' ELSE '' END
+        || ' is ' || length(n.unit) || ' characters long; at most {MAX_UNIT_CHARS}']
     WHEN m.reject_field IS NOT NULL THEN [m.reject_field, m.reject_message]
     WHEN n.value_raw IS NULL THEN ['value', 'missing value']
     WHEN n.value IS NULL
@@ -337,15 +366,23 @@ INSERT INTO series (service, metric, unit, kind)
 SELECT service, metric, unit, kind FROM new_series
 ON CONFLICT (service, metric) DO UPDATE SET unit = coalesce(series.unit, excluded.unit)"""
 
-# `key_series` (registered) maps each accepted key to its series.
+# `key_series` (registered) maps each accepted key to its series. When every series has one key
+# (the usual case), `grouped` already holds one row per (series, ts).
 INCOMING_FROM_GROUPED = """
--- Several keys can name one series (a row with a unit and one without): the last row of each
--- (series, ts) wins across them too, so that a point is stored once.
 CREATE OR REPLACE TEMP VIEW incoming AS
+SELECT k.series_id, g.ts, g.value
+FROM grouped g JOIN key_series k ON k.key_id = g.key_id
+WHERE NOT g.bad"""
+# Several keys can name one series (a row with a unit and one without): the last row of each
+# (series, ts) wins across them too, so that a point is stored once. A table, not a view: the
+# update and the insert both read it, and the grouping is the costly part.
+INCOMING_FROM_GROUPED_KEYS = [
+    """CREATE OR REPLACE TEMP TABLE regrouped AS
 SELECT k.series_id, g.ts, arg_max(g.value, g.last) AS value
 FROM grouped g JOIN key_series k ON k.key_id = g.key_id
 WHERE NOT g.bad
-GROUP BY k.series_id, g.ts"""
+GROUP BY k.series_id, g.ts""",
+    "CREATE OR REPLACE TEMP VIEW incoming AS SELECT * FROM regrouped"]
 
 UPDATE_CHANGED_POINTS = """
 UPDATE points SET value = i.value FROM incoming i
@@ -362,6 +399,7 @@ DROP_STAGING = [
     "DROP VIEW IF EXISTS raw_input",
     "DROP TABLE IF EXISTS raw",
     "DROP VIEW IF EXISTS incoming",
+    "DROP TABLE IF EXISTS regrouped",
     "DROP TABLE IF EXISTS grouped",
     "DROP TABLE IF EXISTS new_requests",
     "DROP TABLE IF EXISTS touched",
@@ -744,6 +782,9 @@ MARK_MADE_BY = "INSERT INTO made_by VALUES (?, ?)"
 IS_MADE_BY = "SELECT count(*) > 0 FROM made_by WHERE maker = ?"
 # Databases made before the marker existed: the demo's run is the only trace of its maker.
 HAS_RUN_OF_TRIGGER = "SELECT count(*) > 0 FROM runs WHERE trigger = ?"
+# ... and whose every ingest read the shipped sample fleet (a constant pattern, not a value).
+INGESTS_NOT_OF_THE_SAMPLE = """
+SELECT count(*) > 0 FROM ingest_log WHERE source NOT LIKE '%fleet/points.parquet'"""
 
 
 def drop_object(kind: str, name: str) -> str:

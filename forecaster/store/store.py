@@ -19,6 +19,7 @@ import pyarrow as pa
 from forecaster.config import Settings
 from forecaster.schema import (
     KIND_RANGE,
+    MAX_UNIT_CHARS,
     MAX_YEAR,
     MIN_YEAR,
     NAME_RULE,
@@ -82,6 +83,47 @@ class IngestOptions:
     max_errors: int = 20
 
 
+class _Held:
+    """The files this process holds open writable, with how many stores hold each.
+
+    DuckDB's lock keeps other processes out, not this one: a second ``Store.open`` of a file in
+    the same process shares the database. Only the first open may treat a ``running`` run as
+    left by a dead process, and only the last close may remove the owner record.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count: dict[str, int] = {}
+
+    @staticmethod
+    def key(db: Path) -> str:
+        return str(db.resolve())
+
+    def count(self, db: Path) -> int:
+        with self._lock:
+            return self._count.get(self.key(db), 0)
+
+    def add(self, db: Path) -> int:
+        """Count one more holder; returns how many held it before."""
+        with self._lock:
+            before = self._count.get(self.key(db), 0)
+            self._count[self.key(db)] = before + 1
+            return before
+
+    def remove(self, db: Path) -> int:
+        """Count one holder less; returns how many still hold it."""
+        with self._lock:
+            left = max(0, self._count.get(self.key(db), 0) - 1)
+            if left:
+                self._count[self.key(db)] = left
+            else:
+                self._count.pop(self.key(db), None)
+            return left
+
+
+_HELD = _Held()
+
+
 class Store:
     """An open forecaster database.
 
@@ -126,7 +168,8 @@ class Store:
 
         Opened writable, the file is this process's alone (DuckDB's lock), so a run still
         ``running`` in it was left so by a process that stopped before finishing it: it is marked
-        failed, with why (see :attr:`interrupted_runs`).
+        failed, with why (see :attr:`interrupted_runs`), unless this process already holds the
+        file open (then the run may be this process's own, still going).
         """
         settings = settings or Settings()
         db = Path(path)
@@ -157,7 +200,12 @@ class Store:
             else:
                 migrate(con, now, path=str(db))
                 lock.write_owner(db, server_url)
-                interrupted = _fail_interrupted_runs(con, now)
+                first = _HELD.add(db) == 0
+                try:
+                    interrupted = _fail_interrupted_runs(con, now) if first else []
+                except BaseException:
+                    _HELD.remove(db)
+                    raise
         except BaseException:
             con.close()
             raise
@@ -172,7 +220,7 @@ class Store:
             return
         self._closed = True
         self._con.close()
-        if not self.read_only:
+        if not self.read_only and _HELD.remove(self.path) == 0:
             lock.clear_owner(self.path)
 
     def __enter__(self) -> Store:
@@ -240,16 +288,18 @@ class Store:
         repeated (series, ts) wins.
         """
         report = IngestReport(source=source.label)
-        with self._transaction() as cur:
+        with self._transaction() as cur, _reading(source):
             keys = self._check_points(cur, source, options)
             accepted_keys = self._count_and_report(cur, report, options, by_key=True)
             if not report.strict_aborted:
                 series_ids = _ensure_series(cur, [keys[k] for k in accepted_keys])
+                of_key = [series_ids[keys[k][:2]] for k in accepted_keys]
                 cur.register("key_series", pa.table({
                     "key_id": pa.array(accepted_keys, pa.int32()),
-                    "series_id": pa.array([series_ids[keys[k][:2]] for k in accepted_keys],
-                                          pa.int32())}))
-                cur.execute(sql.INCOMING_FROM_GROUPED)
+                    "series_id": pa.array(of_key, pa.int32())}))
+                for statement in ([sql.INCOMING_FROM_GROUPED] if len(set(of_key)) == len(of_key)
+                                  else sql.INCOMING_FROM_GROUPED_KEYS):
+                    cur.execute(statement)
                 self._merge_incoming(cur, report)
                 report.duplicates = report.rows - report.rejected - report.stored - report.updated
             self._log(cur, report, "points", options.now)
@@ -262,7 +312,7 @@ class Store:
         so overlapping or repeated logs give the same points as one log holding their union.
         """
         report = IngestReport(source=source.label, requests_stored=0)
-        with self._transaction() as cur:
+        with self._transaction() as cur, _reading(source):
             self._check_requests(cur, source, options)
             self._count_and_report(cur, report, options, by_key=False)
             if not report.strict_aborted:
@@ -278,7 +328,7 @@ class Store:
 
     def all_rejects(self, source: Source, options: IngestOptions, kind: str) -> pl.DataFrame:
         """Every rejected row of an input (row, field, message), without storing anything."""
-        with self._writer() as cur:
+        with self._writer() as cur, _reading(source):
             cur.execute("BEGIN TRANSACTION")
             try:
                 if kind == "points":
@@ -302,16 +352,19 @@ class Store:
         else:
             rel.create_view("raw_input", replace=True)
         types = {name: str(kind) for name, kind in zip(rel.columns, rel.types, strict=True)}
-        # The whole input is read here, once: a file that turns out unreadable half-way (bad
-        # bytes, a damaged Parquet page) fails now, as an InputError, and nothing later reads it.
-        try:
-            cur.execute(sql.MATERIALIZE_RAW)
-        except duckdb.Error as exc:
-            raise _unreadable(source, exc, "cannot read") from None
         if source.fmt == "parquet":
+            # Read where it lies, column by column: a copy would cost the time of the load and
+            # the memory of the file. A page found damaged half-way fails the statement reading
+            # it, inside the ingest's transaction (see _reading): nothing of the file is stored.
             cur.execute(sql.SRC_FROM_COLUMN.format(row=sql.quote_ident("file_row_number")))
         else:
-            # Insertion order is preserved (DuckDB's default), so rowid is the input's row order.
+            # Text is read here, once: a file that turns out unreadable half-way (bad bytes)
+            # fails now, as an InputError. Insertion order is preserved (DuckDB's default), so
+            # rowid is the input's row order.
+            try:
+                cur.execute(sql.MATERIALIZE_RAW)
+            except duckdb.Error as exc:
+                raise _unreadable(source, exc, "cannot read") from None
             cur.execute(sql.SRC_FROM_ROWID)
         return {target: (col, types[col]) for target, col in options.columns.items()}
 
@@ -584,6 +637,8 @@ class Store:
         db = Path(path)
         if db.exists() and (not db.is_file() or not lock.is_duckdb_file(db)):
             raise lock.ForeignDatabaseError(f"{db} exists and is not a DuckDB database file")
+        if _HELD.count(db):
+            raise StoreLockedError(f"{db} is open in this process; close it before rebuilding it")
         config: dict[str, str | bool | int | float | list[str]] = {}
         if settings.duckdb_threads:
             config["threads"] = settings.duckdb_threads
@@ -616,15 +671,19 @@ class Store:
         except BaseException:
             con.close()
             raise
+        _HELD.add(db)
         return cls(con, db, False)
 
     @staticmethod
     def _made_by(con: duckdb.DuckDBPyConnection, maker: str, names: set[str]) -> bool:
-        """Whether the file's marker (or, in files older than the marker, a run) names ``maker``."""
+        """Whether the file's marker names ``maker``; in a file older than the marker, whether
+        ``maker`` ran in it and every ingest in it read the sample fleet (the demo of old wrote
+        into the default database, which a user may since have filled: that one is kept)."""
         if "made_by" in names:
             return bool(_one(con, sql.IS_MADE_BY, [maker])[0])
-        if "runs" in names:
-            return bool(_one(con, sql.HAS_RUN_OF_TRIGGER, [maker])[0])
+        if "runs" in names and "ingest_log" in names:
+            ran = bool(_one(con, sql.HAS_RUN_OF_TRIGGER, [maker])[0])
+            return ran and not _one(con, sql.INGESTS_NOT_OF_THE_SAMPLE)[0]
         return False
 
 
@@ -699,6 +758,18 @@ def _relation(cur: duckdb.DuckDBPyConnection, source: Source) -> duckdb.DuckDBPy
     except duckdb.Error as exc:
         raise _unreadable(source, exc, f"cannot read as {source.fmt}") from None
     raise InputError(f"{source.label}: unknown format {source.fmt!r}; use csv, parquet or json")
+
+
+@contextmanager
+def _reading(source: Source) -> Iterator[None]:
+    """Turn DuckDB's error on a Parquet page it cannot decode, raised by whichever statement of
+    the ingest reads it first, into the input's error (the transaction around it rolls back)."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        if source.fmt != "parquet":
+            raise
+        raise _unreadable(source, exc, "cannot read") from None
 
 
 def _unreadable(source: Source, exc: BaseException, doing: str) -> InputError:
@@ -826,7 +897,8 @@ def _point_meta(
     units = dict(stored_units)
     # For a new series with several units in one input, the first in sorted order is kept.
     for service, metric, unit in sorted(incoming, key=lambda r: tuple(x or "" for x in r)):
-        if unit is not None and units.get((service, metric)) is None:  # type: ignore[arg-type]
+        if unit is not None and len(unit) <= MAX_UNIT_CHARS \
+                and units.get((service, metric)) is None:  # type: ignore[arg-type]
             units[(service, metric)] = unit  # type: ignore[index]
     cols: dict[str, list[object]] = {k: [] for k in (
         "key_id", "k_service", "k_metric", "k_unit", "kind", "lo", "hi", "reject_field",
