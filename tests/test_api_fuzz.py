@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from test_server import READ, WRITE, Server, free_port, now_utc, start_server, stop
 
-from forecaster.api import MAX_CACHED_BODIES, _RunCache, create_app, parse_json, too_deep
+from forecaster.api import MAX_CACHED_BODIES, RunCache, create_app, parse_json, too_deep
 from forecaster.client import RemoteStore
 from forecaster.config import Settings
 from forecaster.ingest import POINT_COLUMNS, REQUEST_COLUMNS, ReadSpec, ingest_files
@@ -410,7 +410,7 @@ def test_an_unexpected_error_answers_an_id_and_logs_the_traceback(
 
 
 def test_the_response_cache_keeps_a_bounded_number_of_bodies() -> None:
-    cache = _RunCache(latest=7)
+    cache = RunCache(latest=7)
     for i in range(10 * MAX_CACHED_BODIES):
         cache.put((7, "interventions", None, (), i / 10_000, False, False), b"x" * 100)
         if i == 5:
