@@ -288,11 +288,11 @@ def _remote_for(settings: Settings, refused: StoreLockedError,
         raise refused
     from forecaster.client import RemoteStore
 
-    tokens = [t.strip() for t in f"{settings.read_tokens},{settings.write_tokens}".split(",")
-              if t.strip()]
+    # the first configured token: a read token when there is one, else a write token
+    token = next(iter(settings.tokens()), None)
     print(f"forecaster: {settings.db} is held by the forecaster server at {owner.url} "
           f"(process {owner.pid}); reading through its HTTP API", file=err)
-    return RemoteStore(owner.url, token=tokens[0] if tokens else None)
+    return RemoteStore(owner.url, token=token)
 
 
 def _read(settings: Settings, now: datetime, err: TextIO,

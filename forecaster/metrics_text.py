@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from forecaster.schema import DECISIONS
+from forecaster.store.store import INTERRUPTED
 from forecaster.summary import service_answers
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ class _Collector:
             "forecaster_runs_interrupted", "Runs recorded (newest 1000) that a process left "
             "running when it stopped, marked failed when the file was next opened")
         interrupted.add_metric([], float(recent.filter(
-            recent["error"].str.starts_with("interrupted:")).height))
+            recent["error"].str.starts_with(INTERRUPTED)).height))
         yield interrupted
 
 

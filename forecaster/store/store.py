@@ -700,10 +700,14 @@ def _set_utc(con: duckdb.DuckDBPyConnection) -> None:
         pass
 
 
+# How the error of a run failed on open begins (metrics_text counts them by it).
+INTERRUPTED = "interrupted:"
+
+
 def _fail_interrupted_runs(con: duckdb.DuckDBPyConnection, now: datetime) -> list[int]:
     # Only for a file opened writable: no other process can be running a run in it.
     at = f"{now:%Y-%m-%dT%H:%M:%S}Z"
-    error = (f"interrupted: the process that ran it stopped before it finished; marked failed "
+    error = (f"{INTERRUPTED} the process that ran it stopped before it finished; marked failed "
              f"when the file was next opened at {at}")
     detail = json.dumps({"stage": "interrupted", "marked_failed_at": at})
     rows = con.execute(sql.FAIL_INTERRUPTED_RUNS, [error, detail]).fetchall()
