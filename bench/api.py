@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from forecaster.ingest import ReadSpec, ingest_files  # noqa: E402
+from forecaster.sources.files import ReadSpec, ingest_files  # noqa: E402
 from forecaster.store import Store  # noqa: E402
 
 

@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from forecaster.calibration import fit_frame  # noqa: E402
 from forecaster.config import Settings  # noqa: E402
+from forecaster.engine.calibration import fit_frame  # noqa: E402
 from forecaster.store import Store  # noqa: E402
 
 T0 = datetime(2026, 10, 1)

@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from forecaster.config import Settings  # noqa: E402
-from forecaster.ingest import ReadSpec, ingest_files  # noqa: E402
 from forecaster.pipeline import run_once  # noqa: E402
 from forecaster.policies import load_policies  # noqa: E402
+from forecaster.sources.files import ReadSpec, ingest_files  # noqa: E402
 from forecaster.store import Store  # noqa: E402
 
 METRICS = ("latency_p95_ms", "ttft_p95_ms", "error_rate", "negative_feedback_rate")

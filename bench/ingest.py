@@ -86,7 +86,7 @@ def run_phase(phase: str, file: Path, db: Path) -> dict[str, float]:
         con.close()
         seconds = time.perf_counter() - t0
         return {"seconds": seconds, "peak_mb": _peak_mb(), "rows": -1}
-    from forecaster.ingest import ReadSpec, ingest_files
+    from forecaster.sources.files import ReadSpec, ingest_files
     from forecaster.store import Store
 
     with Store.open(db, now=now) as store:

@@ -27,8 +27,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from forecaster.anomaly import AnomalySettings, score_series  # noqa: E402
-from forecaster.nab import PROFILES, Labels, sweep, window_rows  # noqa: E402
+from forecaster.engine.anomaly import AnomalySettings, score_series  # noqa: E402
+from forecaster.engine.nab import PROFILES, Labels, sweep, window_rows  # noqa: E402
 
 NAB = ROOT.parent / "shared" / "data" / "nab"
 

@@ -24,8 +24,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from forecaster.precursors import Anomaly, PrecursorSettings, SeriesInput, scan  # noqa: E402
-from forecaster.schema import metric_kind  # noqa: E402
+from forecaster.engine.precursors import Anomaly, PrecursorSettings, SeriesInput, scan  # noqa: E402
+from forecaster.kinds import metric_kind  # noqa: E402
 
 
 def main() -> None:

@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from forecaster.backtest import Result, Series, round_figures, run, score  # noqa: E402
 from forecaster.config import Settings  # noqa: E402
+from forecaster.kinds import metric_kind  # noqa: E402
 from forecaster.policies import Policy, load_policies, policy_for  # noqa: E402
-from forecaster.schema import metric_kind  # noqa: E402
 from forecaster.summary import render_backtest  # noqa: E402
 
 NAB = ROOT.parent / "shared" / "data" / "nab"

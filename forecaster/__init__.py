@@ -26,15 +26,15 @@ from forecaster.clock import utcnow
 if TYPE_CHECKING:
     from forecaster.client import RemoteStore
     from forecaster.config import Settings, load_settings
-    from forecaster.ingest import (
+    from forecaster.ingest_report import IngestReport, RowError
+    from forecaster.pipeline import RunResult, run_once
+    from forecaster.policies import Policy, load_policies
+    from forecaster.sources.files import (
         ReadSpec,
         ingest_files,
         ingest_points_frame,
         ingest_requests_frame,
     )
-    from forecaster.pipeline import RunResult, run_once
-    from forecaster.policies import Policy, load_policies
-    from forecaster.schema import IngestReport, RowError
     from forecaster.store import Store
     from forecaster.summary import service_answers
 
@@ -46,14 +46,14 @@ __all__ = [
 
 # Public name -> the module that defines it.
 _LAZY = {
-    "IngestReport": "forecaster.schema",
-    "RowError": "forecaster.schema",
+    "IngestReport": "forecaster.ingest_report",
+    "RowError": "forecaster.ingest_report",
     "Policy": "forecaster.policies",
     "load_policies": "forecaster.policies",
-    "ReadSpec": "forecaster.ingest",
-    "ingest_files": "forecaster.ingest",
-    "ingest_points_frame": "forecaster.ingest",
-    "ingest_requests_frame": "forecaster.ingest",
+    "ReadSpec": "forecaster.sources.files",
+    "ingest_files": "forecaster.sources.files",
+    "ingest_points_frame": "forecaster.sources.files",
+    "ingest_requests_frame": "forecaster.sources.files",
     "RunResult": "forecaster.pipeline",
     "run_once": "forecaster.pipeline",
     "Settings": "forecaster.config",
@@ -114,9 +114,9 @@ def refresh(store: Store, now: datetime | None = None, settings: Settings | None
             failures themselves).
     """
     from forecaster.config import Settings
+    from forecaster.errors import RefreshFailedError
     from forecaster.pipeline import run_once
     from forecaster.policies import load_policies
-    from forecaster.schema import RefreshFailedError
 
     result = run_once(store, settings or Settings(), load_policies(Path(policies) if policies
                                                                    else None),

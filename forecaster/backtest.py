@@ -13,8 +13,8 @@ Methods:
   answered series' services for precursors as a refresh does; a model choice is re-made when
   a day old, as in production), with the recalibration map fitted, as in production, on its own
   earlier estimates of the last ``reliability_window`` whose horizon had passed by ``c`` (all
-  series together; see :mod:`forecaster.calibration`; production reads at most one estimate per
-  series in 6 hours, which cut-offs 6 hours or more apart already are).
+  series together; see :mod:`forecaster.engine.calibration`; production reads at most one
+  estimate per series in 6 hours, which cut-offs 6 hours or more apart already are).
 - ``predict_linear_6h``, ``predict_linear_24h``: Prometheus' ``predict_linear``: a least-squares
   line through the raw points of the last 6 h (24 h), extrapolated to the limit.
 - ``timeleft_7d``: Zabbix's ``timeleft`` with its default linear fit, over the last 7 days.
@@ -31,7 +31,7 @@ is no forecast: it is counted in ``stale`` and left out of the other figures):
 - ``eta_mae_h``: mean absolute error of ``eta_p50`` in hours, over cut-offs followed by a
   crossing (an absent ``eta_p50`` counts as the horizon's end);
 - ``coverage``: how often ``[eta_p10, eta_p90]`` held the first-passage time, over all cut-offs,
-  with a cut-off without a crossing counted by :func:`forecaster.reliability.interval_credit`
+  with a cut-off without a crossing counted by :func:`forecaster.engine.reliability.interval_credit`
   (the forecast's own chance that its interval holds a time known only to lie beyond the
   horizon). 0.8 for a calibrated forecaster. Only for methods with a distribution; the
   baselines' point answers have none;
@@ -58,12 +58,12 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from forecaster.calibration import Calibration, Scored, fit_record
 from forecaster.config import Settings
-from forecaster.intervention import is_past
+from forecaster.engine.calibration import Calibration, Scored, fit_record
+from forecaster.engine.intervention import is_past
+from forecaster.engine.reliability import interval_credit
 from forecaster.pipeline import Inputs, Target, compute, series_spans
 from forecaster.policies import Policy, policy_for, steps_per_day
-from forecaster.reliability import interval_credit
 from forecaster.store import Store
 
 WARNINGS = ("schedule", "act_now")

@@ -16,25 +16,24 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from forecaster.clock import utcnow
-from forecaster.policies import parse_duration
-from forecaster.schema import (
+from forecaster.clock import to_utc_naive, utcnow
+from forecaster.errors import (
     ConfigError,
     ForecasterError,
     InputError,
     SchemaVersionError,
     StoreLockedError,
-    to_utc_naive,
 )
+from forecaster.policies import parse_duration
 
 if TYPE_CHECKING:
     import polars as pl
 
     from forecaster.client import RemoteStore
     from forecaster.config import Settings
-    from forecaster.ingest import ReadSpec
+    from forecaster.ingest_report import IngestReport
     from forecaster.policies import Policy
-    from forecaster.schema import IngestReport
+    from forecaster.sources.files import ReadSpec
     from forecaster.store import Store
 
 EXIT_OK = 0
@@ -46,7 +45,7 @@ EXIT_ERROR = 5  # an unexpected error (a bug or the machine); FORECASTER_DEBUG=1
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 EXIT_BROKEN_PIPE = 141  # the reader of our output went away, as shells report SIGPIPE
 
-# The keys of forecaster.ingest.TIME_UNITS, spelled here so that parsing needs no polars
+# The keys of forecaster.sources.files.TIME_UNITS, spelled here so that parsing needs no polars
 # (tests/test_cli.py keeps the two equal).
 TIME_UNIT_NAMES = ("s", "ms", "us", "ns")
 DEBUG_VARIABLE = "FORECASTER_DEBUG"
@@ -228,8 +227,8 @@ def _write_errors(store: Store, args: argparse.Namespace, spec: ReadSpec,
                   results: Sequence[IngestReport | InputError], now: datetime) -> None:
     import csv
 
-    from forecaster.ingest import rejects_of_file
-    from forecaster.schema import IngestReport
+    from forecaster.ingest_report import IngestReport
+    from forecaster.sources.files import rejects_of_file
 
     with args.errors.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -465,7 +464,7 @@ def run(argv: Sequence[str], environ: dict[str, str], clock: Callable[[], dateti
             return EXIT_OK
         if args.command == "backtest":
             return _backtest(store, settings, args, out)
-        from forecaster.ingest import ReadSpec, ingest_files
+        from forecaster.sources.files import ReadSpec, ingest_files
 
         spec = ReadSpec(columns=dict(args.column), service=args.service,
                         time_unit=args.time_unit, fmt=args.format, strict=args.strict,

@@ -14,11 +14,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from forecaster.errors import ConfigError
 from forecaster.policies import format_duration, parse_duration
-from forecaster.schema import ConfigError
 
 ENV_PREFIX = "FORECASTER_"
-# The PyOD detectors forecaster.anomaly can make. Kept here, not there, so that reading the
+# The PyOD detectors forecaster.engine.anomaly can make. Kept here, not there, so that reading the
 # settings does not import PyOD and scikit-learn (seconds at every command's start).
 DETECTORS = ("ecod", "hbos", "iforest", "knn")
 
@@ -61,7 +61,7 @@ class Settings:
             must be to make both precursors.
         reliability_window: How far back self-scoring looks when judging a series' estimates.
         calibration_prior: Weight of the identity in the recalibration map, in estimates (one
-            series' estimates of one day weigh 1); see forecaster.calibration.
+            series' estimates of one day weigh 1); see forecaster.engine.calibration.
         calibration_min_weight: Weight the fleet's scored estimates need before the map is
             applied.
         host: Address ``serve`` binds to; without tokens only a loopback address is allowed.

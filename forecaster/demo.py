@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TextIO
 
 from forecaster.config import Settings
-from forecaster.ingest import ReadSpec, ingest_files
+from forecaster.errors import InputError
 from forecaster.policies import load_policies
-from forecaster.schema import InputError
+from forecaster.sources.files import ReadSpec, ingest_files
 from forecaster.store import Store
 from forecaster.store.lock import ForeignDatabaseError
 from forecaster.summary import render_anomalies, render_interventions, render_summary

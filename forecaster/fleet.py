@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from forecaster.schema import ROLLUP_METRICS, unique_id
+from forecaster.kinds import ROLLUP_METRICS
+from forecaster.names import unique_id
 
 STEP = timedelta(minutes=5)
 STEPS_PER_DAY = 288

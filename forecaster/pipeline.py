@@ -19,10 +19,10 @@ from typing import TypeVar
 import numpy as np
 import polars as pl
 
-from forecaster.anomaly import AnomalySettings
-from forecaster.calibration import Calibration, fit_frame
 from forecaster.config import Settings
-from forecaster.forecast import (
+from forecaster.engine.anomaly import AnomalySettings
+from forecaster.engine.calibration import Calibration, fit_frame
+from forecaster.engine.forecast import (
     FALLBACK,
     Choice,
     ForecastSettings,
@@ -31,7 +31,7 @@ from forecaster.forecast import (
     prepare,
     select_models,
 )
-from forecaster.intervention import (
+from forecaster.engine.intervention import (
     DecisionSettings,
     ForecastDist,
     Freshness,
@@ -42,9 +42,9 @@ from forecaster.intervention import (
     time_to_intervention,
     urgency_key,
 )
+from forecaster.engine.precursors import Anomaly, PrecursorSettings, SeriesInput, evidence, scan
+from forecaster.engine.scales import inverse
 from forecaster.policies import Policy, policy_for
-from forecaster.precursors import Anomaly, PrecursorSettings, SeriesInput, evidence, scan
-from forecaster.scales import inverse
 from forecaster.store import Store
 
 QUANTILES = {"q05": 0.05, "q10": 0.10, "q25": 0.25, "q50": 0.50, "q75": 0.75, "q90": 0.90,
@@ -245,9 +245,9 @@ class Inputs:
         events: The latest event of each service up to now.
         choices: Stored model choices by series id: (model, chosen at).
         reliability: Per series id, how right its scored estimates were (see
-            forecaster.reliability).
+            forecaster.engine.reliability).
         calibration: The map of first-passage levels learned from the fleet's scored
-            estimates (see forecaster.calibration); None until they weigh enough.
+            estimates (see forecaster.engine.calibration); None until they weigh enough.
     """
 
     targets: list[Target]

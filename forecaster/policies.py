@@ -31,7 +31,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from forecaster.schema import NAME_RULE, ConfigError
+from forecaster.errors import ConfigError
+from forecaster.names import NAME_RULE
 
 DIRECTIONS = ("above", "below")
 KNOWN_ACTIONS = ("scale_out", "retrain", "rollback", "investigate")

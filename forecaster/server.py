@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TextIO
 
 from forecaster.config import Settings
-from forecaster.schema import ConfigError
+from forecaster.errors import ConfigError
 from forecaster.store import Store
 
 

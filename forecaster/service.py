@@ -42,11 +42,12 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from forecaster.clock import to_utc_naive
 from forecaster.config import Settings
-from forecaster.ingest import ReadSpec, ingest_files
+from forecaster.errors import InputError
 from forecaster.pipeline import RunResult, run_once
 from forecaster.policies import load_policies
-from forecaster.schema import InputError, to_utc_naive
+from forecaster.sources.files import ReadSpec, ingest_files
 from forecaster.store import Store
 
 log = logging.getLogger("forecaster.service")

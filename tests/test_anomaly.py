@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forecaster.anomaly import (
+from forecaster.engine.anomaly import (
     FEATURES,
     AnomalySettings,
     Calibration,
@@ -116,7 +116,7 @@ def test_the_ecod_tail_keeps_ranking_beyond_the_training_range() -> None:
 
 
 def test_extremeness_matches_a_direct_count_over_earlier_values() -> None:
-    from forecaster.anomaly import _extremeness
+    from forecaster.engine.anomaly import _extremeness
 
     rng = np.random.default_rng(6)
     for v in (rng.normal(size=700), rng.integers(0, 4, 600).astype(float), np.array([3.0])):

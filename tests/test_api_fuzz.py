@@ -31,8 +31,8 @@ from test_server import READ, WRITE, Server, free_port, now_utc, start_server, s
 from forecaster.api import MAX_CACHED_BODIES, RunCache, create_app, parse_json, too_deep
 from forecaster.client import RemoteStore
 from forecaster.config import Settings
-from forecaster.ingest import POINT_COLUMNS, REQUEST_COLUMNS, ReadSpec, ingest_files
 from forecaster.service import Service
+from forecaster.sources.files import POINT_COLUMNS, REQUEST_COLUMNS, ReadSpec, ingest_files
 from forecaster.store import Store
 
 LIMIT = 1_000_000  # max_request_bytes of the fuzzed server

@@ -26,10 +26,10 @@ from forecaster.backtest import (
     series_of,
 )
 from forecaster.config import Settings
-from forecaster.ingest import ingest_points_frame
+from forecaster.engine.reliability import interval_credit
 from forecaster.pipeline import run_once
 from forecaster.policies import Policy
-from forecaster.reliability import interval_credit
+from forecaster.sources.files import ingest_points_frame
 from forecaster.store import Store
 
 T0 = datetime(2026, 11, 1)

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from forecaster.calibration import LEVELS, Scored, day_weights, fit, fit_record, pit
-from forecaster.reliability import interval_credit
+from forecaster.engine.calibration import LEVELS, Scored, day_weights, fit, fit_record, pit
+from forecaster.engine.reliability import interval_credit
 
 H = 3600.0
 

@@ -160,7 +160,7 @@ def test_the_command_line_imports_nothing_heavy_until_a_command_needs_it(
 
 def test_the_time_units_of_the_parser_are_those_ingest_knows() -> None:
     from forecaster.cli import TIME_UNIT_NAMES
-    from forecaster.ingest import TIME_UNITS
+    from forecaster.sources.files import TIME_UNITS
 
     assert set(TIME_UNIT_NAMES) == set(TIME_UNITS)
 

@@ -7,7 +7,7 @@ import pytest
 
 import forecaster
 from forecaster.config import DETECTORS, Settings, load_settings
-from forecaster.schema import ConfigError
+from forecaster.errors import ConfigError
 
 PACKAGE = Path(forecaster.__file__).parent
 
@@ -82,7 +82,7 @@ def test_reading_settings_does_not_import_the_models() -> None:
 
 
 def test_the_anomaly_module_makes_every_detector_config_accepts() -> None:
-    from forecaster.anomaly import make_detector
+    from forecaster.engine.anomaly import make_detector
 
     for name in DETECTORS:
         assert hasattr(make_detector(name), "fit")

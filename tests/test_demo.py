@@ -15,8 +15,8 @@ import pytest
 from conftest import ROOT, run_cli
 from test_server import READ, WRITE, Server, now_utc, start_server, stop
 
-from forecaster.ingest import ingest_points_frame
-from forecaster.schema import StoreLockedError
+from forecaster.errors import StoreLockedError
+from forecaster.sources.files import ingest_points_frame
 from forecaster.store import Store
 from forecaster.store.lock import ForeignDatabaseError
 

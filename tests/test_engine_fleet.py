@@ -11,9 +11,9 @@ import pytest
 from conftest import ROOT
 
 from forecaster.config import Settings
-from forecaster.ingest import ReadSpec, ingest_files
 from forecaster.pipeline import run_once
 from forecaster.policies import load_policies
+from forecaster.sources.files import ReadSpec, ingest_files
 from forecaster.store import Store
 
 TRUTH = json.loads((ROOT / "data" / "fleet" / "truth.json").read_text())

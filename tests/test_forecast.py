@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from forecaster.forecast import (
+from forecaster.engine.forecast import (
     POOL,
     ForecastSettings,
     _interval_score,
@@ -16,9 +16,9 @@ from forecaster.forecast import (
     prepare,
     select_models,
 )
-from forecaster.intervention import DecisionSettings, time_to_intervention
+from forecaster.engine.intervention import DecisionSettings, time_to_intervention
+from forecaster.engine.scales import Transform
 from forecaster.policies import Policy
-from forecaster.scales import Transform
 
 T0 = datetime(2026, 11, 1)
 FS = ForecastSettings()

@@ -29,8 +29,8 @@ import polars as pl
 import pytest
 from conftest import ROOT
 
-from forecaster.ingest import ReadSpec, ingest_files
-from forecaster.schema import IngestReport
+from forecaster.ingest_report import IngestReport
+from forecaster.sources.files import ReadSpec, ingest_files
 from forecaster.store import Store
 from forecaster.store.lock import owner_path
 

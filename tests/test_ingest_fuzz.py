@@ -32,17 +32,12 @@ from conftest import write
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from forecaster.ingest import REQUEST_COLUMNS, TIME_UNITS, ReadSpec, ingest_files
-from forecaster.schema import (
-    KIND_RANGE,
-    MAX_YEAR,
-    MIN_YEAR,
-    REQUEST_NUMBERS,
-    IngestReport,
-    InputError,
-    is_valid_name,
-    metric_kind,
-)
+from forecaster.clock import MAX_YEAR, MIN_YEAR
+from forecaster.errors import InputError
+from forecaster.ingest_report import IngestReport
+from forecaster.kinds import KIND_RANGE, REQUEST_NUMBERS, metric_kind
+from forecaster.names import is_valid_name
+from forecaster.sources.files import REQUEST_COLUMNS, TIME_UNITS, ReadSpec, ingest_files
 from forecaster.store import Store
 
 NOW = datetime(2026, 11, 26, 12, 0, 0)

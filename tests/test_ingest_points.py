@@ -11,8 +11,9 @@ import pandas as pd
 import polars as pl
 from conftest import write
 
-from forecaster.ingest import ReadSpec, ingest_files, ingest_points_frame
-from forecaster.schema import IngestReport, InputError
+from forecaster.errors import InputError
+from forecaster.ingest_report import IngestReport
+from forecaster.sources.files import ReadSpec, ingest_files, ingest_points_frame
 from forecaster.store import Store
 
 T0 = datetime(2026, 11, 1)

@@ -10,8 +10,9 @@ import polars as pl
 import pytest
 from conftest import write
 
-from forecaster.ingest import ReadSpec, ingest_files, ingest_requests_frame
-from forecaster.schema import IngestReport, InputError
+from forecaster.errors import InputError
+from forecaster.ingest_report import IngestReport
+from forecaster.sources.files import ReadSpec, ingest_files, ingest_requests_frame
 from forecaster.store import Store
 
 T0 = np.datetime64("2026-11-01T10:00:00", "us")

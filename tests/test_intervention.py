@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from forecaster.calibration import LEVELS, Calibration
-from forecaster.intervention import (
+from forecaster.engine.calibration import LEVELS, Calibration
+from forecaster.engine.intervention import (
     DecisionSettings,
     Evidence,
     ForecastDist,
@@ -19,8 +19,8 @@ from forecaster.intervention import (
     time_to_intervention,
     urgency_key,
 )
+from forecaster.engine.scales import Transform, forward, inverse
 from forecaster.policies import Policy
-from forecaster.scales import Transform, forward, inverse
 
 NOW = datetime(2026, 11, 26, 0, 0)
 STEP = timedelta(hours=1)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_cli, write
 
-from forecaster.schema import StoreLockedError
+from forecaster.errors import StoreLockedError
 from forecaster.store import Store, lock
 
 HOLDER = textwrap.dedent("""

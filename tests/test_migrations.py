@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from forecaster.schema import SchemaVersionError
+from forecaster.errors import SchemaVersionError
 from forecaster.store import LATEST_VERSION, Store, current_version, migrate, sql
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from forecaster.nab import PROFILES, Labels, normalise, score_file, sigma, sweep, window_rows
+from forecaster.engine.nab import PROFILES, Labels, normalise, score_file, sigma, sweep, window_rows
 
 STANDARD = PROFILES[0]
 # 100 rows: the probationary period is min(floor(15.0), 750) = 15 rows; one window of 10 rows.

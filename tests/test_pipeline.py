@@ -13,13 +13,13 @@ import pytest
 from conftest import run_cli
 
 import forecaster.pipeline as pipeline
-from forecaster.calibration import LEVELS, Scored, fit_record
 from forecaster.config import Settings
-from forecaster.ingest import ingest_points_frame
+from forecaster.engine.calibration import LEVELS, Scored, fit_record
 from forecaster.pipeline import run_once
 from forecaster.policies import Policy
-from forecaster.schema import DECISIONS
+from forecaster.sources.files import ingest_points_frame
 from forecaster.store import Store
+from forecaster.types import DECISIONS
 
 START = datetime(2026, 11, 1)
 NOW = START + timedelta(days=14)

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from conftest import write
 
+from forecaster.errors import ConfigError
 from forecaster.policies import (
     DEFAULT_POLICIES,
     format_duration,
@@ -11,7 +12,6 @@ from forecaster.policies import (
     parse_duration,
     policy_for,
 )
-from forecaster.schema import ConfigError
 
 
 def test_durations_round_trip() -> None:

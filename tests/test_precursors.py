@@ -13,10 +13,7 @@ import pytest
 from conftest import ROOT
 
 from forecaster.config import Settings
-from forecaster.ingest import ReadSpec, ingest_files
-from forecaster.pipeline import run_once
-from forecaster.policies import load_policies
-from forecaster.precursors import (
+from forecaster.engine.precursors import (
     Anomaly,
     PrecursorSettings,
     SeriesInput,
@@ -24,6 +21,9 @@ from forecaster.precursors import (
     detect,
     evidence,
 )
+from forecaster.pipeline import run_once
+from forecaster.policies import load_policies
+from forecaster.sources.files import ReadSpec, ingest_files
 from forecaster.store import Store
 
 T0 = datetime(2026, 11, 1)

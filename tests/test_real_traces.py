@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 from conftest import SHARED_DATA
 
-from forecaster.ingest import ReadSpec, ingest_files
-from forecaster.schema import IngestReport
+from forecaster.ingest_report import IngestReport
+from forecaster.sources.files import ReadSpec, ingest_files
 from forecaster.store import Store
 
 TRACES = SHARED_DATA / "llm_traces"

@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from forecaster.calibration import LEVELS, Scored, pit
-from forecaster.ingest import ingest_points_frame
-from forecaster.reliability import interval_credit
+from forecaster.engine.calibration import LEVELS, Scored, pit
+from forecaster.engine.reliability import interval_credit
+from forecaster.sources.files import ingest_points_frame
 from forecaster.store import Store
 
 T0 = datetime(2026, 11, 1)

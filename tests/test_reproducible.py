@@ -16,17 +16,17 @@ import polars as pl
 import pytest
 
 from forecaster.config import Settings
-from forecaster.ingest import ingest_points_frame
-from forecaster.intervention import (
+from forecaster.engine.intervention import (
     DecisionSettings,
     ForecastDist,
     Observation,
     path_seed,
     time_to_intervention,
 )
+from forecaster.engine.scales import Transform
 from forecaster.pipeline import run_once
 from forecaster.policies import DEFAULT_POLICIES, Policy
-from forecaster.scales import Transform
+from forecaster.sources.files import ingest_points_frame
 from forecaster.store import Store
 
 NOW = datetime(2026, 11, 26, 12, 0)
@@ -91,7 +91,7 @@ def test_the_seed_comes_from_the_name() -> None:
     assert path_seed(0, "chat:error_rate") != path_seed(0, "chat:latency_p95_ms")
     assert path_seed(1, "chat:error_rate") != path_seed(0, "chat:error_rate")
     # the same in another process, whatever its hash salt (Python's hash() is salted)
-    code = ("from forecaster.intervention import path_seed; "
+    code = ("from forecaster.engine.intervention import path_seed; "
             "print(path_seed(0, 'chat:error_rate'))")
     seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True, timeout=120, env={**os.environ, "PYTHONHASHSEED": salt}

@@ -15,12 +15,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import forecaster.pipeline as pipeline
-from forecaster import metrics_text
+from forecaster.api import metrics_text
 from forecaster.config import Settings
-from forecaster.ingest import ingest_points_frame
 from forecaster.pipeline import run_once
 from forecaster.policies import Policy
 from forecaster.service import Service
+from forecaster.sources.files import ingest_points_frame
 from forecaster.store import Store
 
 START = datetime(2026, 11, 1)
@@ -98,7 +98,7 @@ def test_the_notebook_refresh_raises_when_the_run_failed(small_store: Store,
     """run_once returns a failed result for callers that record failures (the service, the CLI);
     forecaster.refresh, the notebook's call, must not let a failure pass silently."""
     import forecaster
-    from forecaster.schema import RefreshFailedError
+    from forecaster.errors import RefreshFailedError
 
     small_store.close()
     # a real cause: DuckDB given too little memory to read the points

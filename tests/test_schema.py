@@ -1,6 +1,7 @@
 import pytest
 
-from forecaster.schema import MetricKind, is_valid_name, metric_kind, split_unique_id, unique_id
+from forecaster.kinds import MetricKind, metric_kind
+from forecaster.names import is_valid_name, split_unique_id, unique_id
 
 
 @pytest.mark.parametrize(("metric", "kind"), [

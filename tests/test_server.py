@@ -20,9 +20,9 @@ from conftest import ROOT, run_cli
 from prometheus_client.parser import text_string_to_metric_families
 
 from forecaster.client import RemoteError, RemoteStore
-from forecaster.ingest import ingest_points_frame
-from forecaster.schema import DECISIONS
+from forecaster.sources.files import ingest_points_frame
 from forecaster.store import Store
+from forecaster.types import DECISIONS
 
 READ, WRITE = "read-token-1", "write-token-1"
 MAX_BYTES = 20_000

@@ -12,16 +12,21 @@ import numpy as np
 import polars as pl
 import pytest
 
-from forecaster import metrics_text
+from forecaster.api import metrics_text
 from forecaster.config import Settings
-from forecaster.ingest import ingest_points_frame
-from forecaster.intervention import DecisionSettings, Observation, freshness, stale_intervention
+from forecaster.engine.intervention import (
+    DecisionSettings,
+    Observation,
+    freshness,
+    stale_intervention,
+)
 from forecaster.pipeline import run_once
 from forecaster.policies import Policy
-from forecaster.schema import DECISIONS
 from forecaster.service import Service
+from forecaster.sources.files import ingest_points_frame
 from forecaster.store import LATEST_VERSION, Store, migrate
 from forecaster.summary import render_interventions, service_answers
+from forecaster.types import DECISIONS
 
 END = datetime(2026, 11, 25, 23, 55)  # the stopped feed's last point (a Wednesday)
 NOW = END + timedelta(days=3, hours=9, minutes=41)  # 3.4 days later

@@ -2,7 +2,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from forecaster.ingest import ingest_points_frame
+from forecaster.sources.files import ingest_points_frame
 from forecaster.store import Store
 from forecaster.summary import render_summary
 

@@ -45,8 +45,8 @@ from forecaster.api.wire import (
     wants_arrow,
 )
 from forecaster.media import ARROW
-from forecaster.schema import DECISIONS
 from forecaster.summary import service_answers
+from forecaster.types import DECISIONS
 
 router = APIRouter(prefix="/v1", tags=["answers"], dependencies=[READ])
 

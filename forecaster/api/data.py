@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from forecaster.api.deps import READ, StoreDep, known_series
 from forecaster.api.params import NAME, SeriesPath, ServiceName, Time, time_query, utc
 from forecaster.api.wire import frame_response
-from forecaster.schema import NAME_RULE
+from forecaster.names import NAME_RULE
 
 router = APIRouter(prefix="/v1", tags=["data"], dependencies=[READ])
 

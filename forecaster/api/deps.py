@@ -17,7 +17,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
 from forecaster.api.wire import ApiError
-from forecaster.schema import split_unique_id
+from forecaster.names import split_unique_id
 from forecaster.service import Service
 from forecaster.store import Store
 

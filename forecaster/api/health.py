@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from forecaster import metrics_text
+from forecaster.api import metrics_text
 from forecaster.api.deps import READ, CacheDep, ServiceDep, StoreDep
 from forecaster.api.wire import json_response
 

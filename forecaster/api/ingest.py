@@ -16,15 +16,15 @@ from forecaster.api.models import EVENT_DEPTH, EventIn, PointIn, RequestIn, batc
 from forecaster.api.params import utc
 from forecaster.api.rows import BATCH_DEPTH, SCALARS, merge_report, rows_frame, unicode_problem
 from forecaster.api.wire import ApiError, json_response, parse_json, problems, read_limited, shown
-from forecaster.ingest import (
+from forecaster.errors import InputError
+from forecaster.service import Service
+from forecaster.sources.files import (
     POINT_COLUMNS,
     REQUEST_COLUMNS,
     ReadSpec,
     ingest_points_frame,
     ingest_requests_frame,
 )
-from forecaster.schema import InputError
-from forecaster.service import Service
 
 router = APIRouter(prefix="/v1", tags=["ingest"], dependencies=[WRITE])
 

@@ -13,7 +13,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from forecaster.api.params import NAME, TIME_HELP, YEARS, iso_text
 from forecaster.api.rows import MAX_FIELD_CHARS
-from forecaster.schema import MAX_UNIT_CHARS, NAME_RULE, REQUEST_NUMBERS
+from forecaster.kinds import REQUEST_NUMBERS
+from forecaster.names import MAX_UNIT_CHARS, NAME_RULE
 
 EVENT_DEPTH = 1  # an event is one flat object
 MAX_KIND_CHARS = 64

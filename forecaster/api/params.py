@@ -1,7 +1,7 @@
 """Path and query parameters shared by the routers, with the bounds and help they document.
 
 The documented patterns are what generated clients and fuzzers send; the checks that decide are
-the store's (:func:`forecaster.schema.utc_in_range` for times).
+the store's (:func:`forecaster.clock.utc_in_range` for times).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from fastapi import Path, Query
 from pydantic import BeforeValidator
 
 from forecaster.api.wire import ApiError
-from forecaster.schema import DECISIONS, MAX_YEAR, MIN_YEAR, NAME_PATTERN, NAME_RULE, utc_in_range
+from forecaster.clock import MAX_YEAR, MIN_YEAR, utc_in_range
+from forecaster.names import NAME_PATTERN, NAME_RULE
+from forecaster.types import DECISIONS
 
 NAME = f"^{NAME_PATTERN}$"
 UID = f"^{NAME_PATTERN}:{NAME_PATTERN}$"

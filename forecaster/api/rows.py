@@ -12,7 +12,8 @@ from typing import Any
 import polars as pl
 
 from forecaster.api.wire import ApiError, shown
-from forecaster.schema import MAX_UNIT_CHARS, IngestReport, RowError
+from forecaster.ingest_report import IngestReport, RowError
+from forecaster.names import MAX_UNIT_CHARS
 
 # Bounds on what a request body may hold. A batch is an array of flat row objects, or an object
 # holding that array: 3 levels of arrays and objects, and one more so that an array or object

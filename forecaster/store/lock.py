@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from forecaster.schema import ForecasterError
+from forecaster.errors import ForecasterError
 
 _PID_RE = re.compile(r"\(PID (\d+)\)")
 

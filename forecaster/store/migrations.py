@@ -6,7 +6,7 @@ from datetime import datetime
 
 import duckdb
 
-from forecaster.schema import SchemaVersionError
+from forecaster.errors import SchemaVersionError
 from forecaster.store import sql
 
 LATEST_VERSION = max(version for version, _, _ in sql.MIGRATIONS)

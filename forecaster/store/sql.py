@@ -7,7 +7,9 @@ The only text assembled at run time is a column *identifier* of an input file, q
 
 from __future__ import annotations
 
-from forecaster.schema import DECISIONS, MAX_UNIT_CHARS, REQUEST_NUMBERS
+from forecaster.kinds import REQUEST_NUMBERS
+from forecaster.names import MAX_UNIT_CHARS
+from forecaster.types import DECISIONS
 
 # ---------------------------------------------------------------------------------------------
 # Migrations: (version, description, statements). Append only; never edit a released step.
@@ -188,7 +190,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "raw first-passage distribution kept with each estimate, for recalibration",
         [
             # The sample paths' own p_breach and first-passage quantiles at
-            # forecaster.calibration.LEVELS (seconds after the as-of time; NULL beyond the
+            # forecaster.engine.calibration.LEVELS (seconds after the as-of time; NULL beyond the
             # horizon), before the map learned from scored estimates is applied.
             "ALTER TABLE interventions ADD COLUMN p_breach_raw DOUBLE",
             "ALTER TABLE interventions ADD COLUMN passage DOUBLE[]",
@@ -628,7 +630,7 @@ FROM observed o LEFT JOIN crossing c USING (run_id, series_id)"""
 
 # Reliability of the scored estimates made since parameter 1, per series and overall (the same
 # figures, a constant fragment of SQL text, no values). `coverage` counts an
-# estimate without a crossing by forecaster.reliability.interval_credit (the same formula);
+# estimate without a crossing by forecaster.engine.reliability.interval_credit (the same formula);
 # `coverage_crossed` is over crossings only.
 _RELIABILITY_FIGURES = """count(*) AS scored,
        count(*) FILTER (WHERE e.crossed) AS crossings,
@@ -651,7 +653,7 @@ RELIABILITY_OVERALL = f"""
 SELECT {_RELIABILITY_FIGURES}
 FROM estimate_scores e WHERE e.as_of >= ?"""
 # The scored estimates made since parameter 1 that kept their raw distribution, as
-# forecaster.calibration.Scored (the record the recalibration map is fitted on): the first of
+# forecaster.engine.calibration.Scored (the record the recalibration map is fitted on): the first of
 # each series in each 6 hours, since refreshes every few minutes make near-copies (and 30 days of
 # a thousand series would otherwise be millions of rows each refresh).
 CALIBRATION_RECORD = """

@@ -16,24 +16,18 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from forecaster.clock import MAX_YEAR, MIN_YEAR
 from forecaster.config import Settings
-from forecaster.schema import (
+from forecaster.errors import InputError, SchemaVersionError, StoreLockedError
+from forecaster.ingest_report import IngestReport, RowError
+from forecaster.kinds import (
     KIND_RANGE,
-    MAX_UNIT_CHARS,
-    MAX_YEAR,
-    MIN_YEAR,
-    NAME_RULE,
     REQUEST_NUMBERS,
     ROLLUP_METRICS,
     ROLLUP_SECONDS,
-    IngestReport,
-    InputError,
-    RowError,
-    SchemaVersionError,
-    StoreLockedError,
-    is_valid_name,
     metric_kind,
 )
+from forecaster.names import MAX_UNIT_CHARS, NAME_RULE, is_valid_name
 from forecaster.store import lock, sql
 from forecaster.store.migrations import LATEST_VERSION, current_version, migrate, newer_message
 
@@ -536,7 +530,7 @@ class Store:
 
     def calibration_record(self, since: datetime) -> pl.DataFrame:
         """The scored estimates made since ``since`` with their raw first-passage
-        distribution (the columns of ``forecaster.calibration.Scored``)."""
+        distribution (the columns of ``forecaster.engine.calibration.Scored``)."""
         return _frame(self.cursor(), sql.CALIBRATION_RECORD, [since])
 
     def anomalies(self, since: datetime | None = None, service: str | None = None,

@@ -1,13 +1,13 @@
 """Forecasting with statsforecast: prepare series, choose a model per series, forecast.
 
 Preparation. Each series is read up to ``now`` only, from its training start (the latest event of
-its service, such as a model update, when enough data follows it), and aggregated to the
-policy's frequency the way the policy reads it: the **maximum** of each bucket for an ``above``
-limit, the **minimum** for ``below``. So a bucket crosses exactly when one of its points does, and
-percentiles are never averaged. Missing buckets are filled by linear interpolation; the series is
-then moved to its modelling scale (:mod:`forecaster.scales`). The bucket holding ``now`` is left
-out of training while it still expects points (its max so far understates the bucket's); the
-forecast starts with it.
+its service, such as a model update, when enough data follows it), and aggregated to the policy's
+frequency the way the policy reads it: the **maximum** of each bucket for an ``above`` limit, the
+**minimum** for ``below``. So a bucket crosses exactly when one of its points does, and percentiles
+are never averaged. Missing buckets are filled by linear interpolation; the series is then moved to
+its modelling scale (:mod:`forecaster.engine.scales`). The bucket holding ``now`` is left out of
+training while it still expects points (its max so far understates the bucket's); the forecast
+starts with it.
 
 Degenerate series never fail a run: too short, constant, or mostly gaps, they are flagged and
 get a random walk with drift instead of the chosen model.
@@ -23,7 +23,7 @@ the whole forecast distribution, not its centre. Selection is costly, so the
 choice is stored and re-made on a slower clock than the refresh. A series with two days but too
 short for those windows (the days after a model update, say) is scored on shorter ones, leaving
 two days before them. Each forecast keeps the model's in-sample residuals, from which
-:mod:`forecaster.intervention` draws the noise of its sample paths.
+:mod:`forecaster.engine.intervention` draws the noise of its sample paths.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ import polars as pl
 from statsforecast import StatsForecast
 from statsforecast.models import MSTL, AutoETS, AutoTheta, Naive, RandomWalkWithDrift, SeasonalNaive
 
-from forecaster.intervention import Z80, ForecastDist, Observation
+from forecaster.engine.intervention import Z80, ForecastDist, Observation
+from forecaster.engine.scales import Transform, forward, transform_for
 from forecaster.policies import steps_per_day
-from forecaster.scales import Transform, forward, transform_for
 
 K = TypeVar("K")
 FALLBACK = "RWD"

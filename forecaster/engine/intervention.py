@@ -1,26 +1,25 @@
 """Time to intervention: from a forecast distribution and a policy, when and how surely a series
 crosses its limit, and by when to act. Pure: no database, no clock (``now`` is a parameter).
 
-Method (sample paths). The forecast gives, per future step, a mean and a standard deviation on
-the model scale (log for latencies, logit for rates; see :mod:`forecaster.scales`), read from the
-model's 80% prediction interval under a Gaussian assumption. ``n_paths`` paths are drawn with a
-realistic dependence over time: the smallest step variance is observation noise, independent
-from step to step; the rest grows as a random walk (independent increments), the part of the
-uncertainty that persists, such as the level and the trend. The noise is drawn from the model's
-own in-sample residuals at the same time of day when there are enough of them (a daily spike the
-model smooths over, or noisier peak hours, come back in the paths as they were seen; a single
-extreme among a week or more of an hour's residuals, an incident, is cut back to the next), else
-from the Gaussian. For each path the *first* step past the limit, compared on the metric's own
-scale, is its first-passage time; ``eta_p10/p50/p90`` come from the quantiles of those times over
-all paths (a path that never crosses counts as beyond the horizon, so a quantile is absent when
-fewer paths than it crossed): ``eta_p50`` is the middle of its step, and the 80% interval spans
-whole steps, from the start of ``eta_p10``'s step to the end of ``eta_p90``'s, never before now.
-``p_breach`` is the share of paths that cross within the horizon. First passage of a path happens
-at or before any later crossing, so the raw ``eta_p50`` is never later than where the median
-forecast crosses.
+Method (sample paths). The forecast gives, per future step, a mean and a standard deviation on the
+model scale (log for latencies, logit for rates; see :mod:`forecaster.engine.scales`), read from
+the model's 80% prediction interval under a Gaussian assumption. ``n_paths`` paths are drawn with a
+realistic dependence over time: the smallest step variance is observation noise, independent from
+step to step; the rest grows as a random walk (independent increments), the part of the uncertainty
+that persists, such as the level and the trend. The noise is drawn from the model's own in-sample
+residuals at the same time of day when there are enough of them (a daily spike the model smooths
+over, or noisier peak hours, come back in the paths as they were seen; a single extreme among a
+week or more of an hour's residuals, an incident, is cut back to the next), else from the Gaussian.
+For each path the *first* step past the limit, compared on the metric's own scale, is its
+first-passage time; ``eta_p10/p50/p90`` come from the quantiles of those times over all paths (a
+path that never crosses counts as beyond the horizon, so a quantile is absent when fewer paths than
+it crossed): ``eta_p50`` is the middle of its step, and the 80% interval spans whole steps, from
+the start of ``eta_p10``'s step to the end of ``eta_p90``'s, never before now. ``p_breach`` is the
+share of paths that cross within the horizon. First passage of a path happens at or before any
+later crossing, so the raw ``eta_p50`` is never later than where the median forecast crosses.
 
 Recalibration. When the fleet's scored estimates have shown how far these raw probabilities are
-off, a monotone map ``g`` learned from them (:mod:`forecaster.calibration`) is applied:
+off, a monotone map ``g`` learned from them (:mod:`forecaster.engine.calibration`) is applied:
 ``p_breach = g(raw share)`` and ``eta_pQ`` is the first-passage quantile at the raw level
 ``g^-1(Q)``. The order of the quantiles and ``p_breach`` in [0, 1] hold either way; the point
 crossing bound holds for the raw distribution (the map may move ``eta_p50`` by what the record
@@ -51,10 +50,10 @@ from statistics import NormalDist
 
 import numpy as np
 
-from forecaster.calibration import LEVELS, Calibration
+from forecaster.engine.calibration import LEVELS, Calibration
+from forecaster.engine.scales import Transform, inverse
 from forecaster.policies import Policy, format_duration, steps_per_day
-from forecaster.scales import Transform, inverse
-from forecaster.schema import DECISIONS
+from forecaster.types import DECISIONS
 
 MIN_RESIDUALS = 48  # in-sample residuals a series needs for its noise to be drawn from them
 MIN_PER_PHASE = 3  # residuals at a time of day needed to draw from that time of day alone
@@ -392,7 +391,7 @@ def time_to_intervention(
             ``rounds`` times as many while a threshold is within the Monte Carlo error).
         rng: The random source of the paths (seed it for reproducible answers, with
             :func:`path_seed`).
-        evidence: Fresh precursor anomalies of the series (see forecaster.precursors). They
+        evidence: Fresh precursor anomalies of the series (see forecaster.engine.precursors). They
             raise urgency without touching the probabilities: an ``ok`` becomes a ``watch``,
             the reason lists them, and among answers of the same decision those with
             precursors rank first, strongest first (``urgency_key``).

@@ -22,7 +22,7 @@ that was rightly called unlikely (``p_breach < 0.1``, no ``eta_p10``) counts as 
 
 Recalibration. Intervals that proved too narrow (or too wide), and probabilities that proved too
 high or too low, are corrected together by a monotone map of the first-passage distribution
-learned from the fleet's scored estimates (:mod:`forecaster.calibration`): each published
+learned from the fleet's scored estimates (:mod:`forecaster.engine.calibration`): each published
 estimate keeps its raw distribution, and every refresh fits the map on the estimates scored over
 ``reliability_window`` and answers with it.
 """

@@ -15,7 +15,8 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from forecaster.schema import IngestReport, InputError
+from forecaster.errors import InputError
+from forecaster.ingest_report import IngestReport
 from forecaster.store import IngestOptions, Source, Store
 
 # Target columns: name -> required.

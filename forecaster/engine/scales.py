@@ -12,7 +12,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from forecaster.schema import MetricKind
+from forecaster.kinds import MetricKind
 
 # Keeps log and logit finite at 0 and 1 (a rate of exactly 0 is common).
 EPS = 1e-4

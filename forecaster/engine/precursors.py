@@ -1,6 +1,6 @@
 """Precursor anomalies in a refresh: which series of a service behaved oddly just now, and why.
 
-Each series is scored by :mod:`forecaster.anomaly` over its recent past (no look-ahead: the
+Each series is scored by :mod:`forecaster.engine.anomaly` over its recent past (no look-ahead: the
 points up to ``now`` only), and its anomaly onsets of the last ``lookback`` at or above
 ``threshold`` are kept, each with the features that drove it.
 
@@ -12,7 +12,7 @@ each other, and an anomaly on one metric alone is stored and shown but changes n
 sample fleet (seven days, 54 series; ``bench/precursors.py``) 80 onsets passed the threshold, and
 the only corroborated ones were the injected precursor burst of ``rag-search``.
 
-Fresh precursors (the last ``fresh``) are the :class:`~forecaster.intervention.Evidence` that
+Fresh precursors (the last ``fresh``) are the :class:`~forecaster.engine.intervention.Evidence` that
 time to intervention uses: see its ``evidence`` argument for how they raise urgency.
 """
 
@@ -24,8 +24,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from forecaster.anomaly import AnomalySettings, score_series
-from forecaster.intervention import Evidence
+from forecaster.engine.anomaly import AnomalySettings, score_series
+from forecaster.engine.intervention import Evidence
 from forecaster.policies import steps_per_day
 
 # bench/nab.py: the standard-profile threshold its corpus-wide sweep chose (0.984033 on the
