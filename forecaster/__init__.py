@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from forecaster.clock import utcnow
 
 if TYPE_CHECKING:
-    from forecaster.client import RemoteStore
     from forecaster.config import Settings, load_settings
     from forecaster.ingest_report import IngestReport, RowError
     from forecaster.pipeline import RunResult, run_once
@@ -36,6 +35,7 @@ if TYPE_CHECKING:
         ingest_requests_frame,
     )
     from forecaster.store import Store
+    from forecaster.store.reads import StoreReads
     from forecaster.summary import service_answers
 
 __all__ = [
@@ -81,10 +81,11 @@ def __dir__() -> list[str]:
 
 
 def open_store(path: str | Path, settings: Settings | None = None,
-               read_only: bool = False, token: str | None = None) -> Store | RemoteStore:
+               read_only: bool = False, token: str | None = None) -> StoreReads:
     """Open a forecaster database for a notebook or script: a file (created or upgraded when
     needed), or the address of a running server (``http://...``), read through its API with the
-    same calls and frames."""
+    same calls and frames (:class:`~forecaster.store.reads.StoreReads`; a file opens as a
+    :class:`~forecaster.store.Store`, which also ingests and refreshes)."""
     if isinstance(path, str) and path.startswith(("http://", "https://")):
         from forecaster.client import RemoteStore
 

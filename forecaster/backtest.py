@@ -59,7 +59,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from forecaster.config import Settings
-from forecaster.engine.calibration import Calibration, Scored, fit_record
+from forecaster.engine.calibration import PassageCalibration, Scored, fit_record
 from forecaster.engine.intervention import is_past
 from forecaster.engine.reliability import interval_credit
 from forecaster.pipeline import Inputs, Target, compute, series_spans
@@ -233,7 +233,7 @@ def baselines(series: Series, cutoff: datetime) -> list[Estimate]:
 def ours(series: Sequence[Series], cutoff: datetime, settings: Settings,
          events: dict[str, list[datetime]],
          choices: dict[int, tuple[str, datetime]],
-         calibration: Calibration | None = None) -> list[Estimate]:
+         calibration: PassageCalibration | None = None) -> list[Estimate]:
     """What a refresh at ``cutoff`` would have published, from the points up to it.
 
     ``choices`` carries model choices from one cut-off to the next and is updated in place;

@@ -1,5 +1,6 @@
 """Read a running forecaster server over HTTP with the same calls, and the same polars frames,
-as :class:`~forecaster.store.Store` gives from a file.
+as :class:`~forecaster.store.Store` gives from a file (both are
+:class:`~forecaster.store.reads.StoreReads`).
 
 While a server runs it is the only process that may open its database file, so a notebook reads
 through the server instead::
@@ -21,6 +22,7 @@ import httpx
 import polars as pl
 
 from forecaster.media import ARROW
+from forecaster.store.reads import run_or_latest
 
 
 class RemoteError(RuntimeError):
@@ -32,7 +34,8 @@ class RemoteError(RuntimeError):
 
 
 class RemoteStore:
-    """The read API of :class:`~forecaster.store.Store`, served by a forecaster server.
+    """The read API of :class:`~forecaster.store.Store`, served by a forecaster server: a
+    :class:`~forecaster.store.reads.StoreReads`.
 
     Args:
         url: The server's base address, for example ``http://127.0.0.1:8000``.
@@ -69,7 +72,7 @@ class RemoteStore:
     def _frame(self, path: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
         return pl.read_ipc_stream(self._get(path, params, arrow=True).content)
 
-    # -- the Store's read API ----------------------------------------------------------------
+    # -- StoreReads: the Store's read API ----------------------------------------------------
 
     def latest_run_id(self) -> int | None:
         """The newest published run, if any (the one the server serves answers of)."""
@@ -81,7 +84,7 @@ class RemoteStore:
 
     def run(self, run_id: int | None = None) -> dict[str, Any] | None:
         """One run's row (default: the latest published run), or None."""
-        run_id = run_id if run_id is not None else self.latest_run_id()
+        run_id = run_or_latest(run_id, self.latest_run_id)
         if run_id is None or run_id < 1:  # ids start at 1
             return None
         try:
@@ -113,7 +116,7 @@ class RemoteStore:
 
     def run_series(self, run_id: int | None = None) -> pl.DataFrame:
         """Provenance of each series in a run (default: the latest)."""
-        run_id = run_id if run_id is not None else self.latest_run_id()
+        run_id = run_or_latest(run_id, self.latest_run_id)
         return self._frame(f"/v1/runs/{run_id}/series")
 
     def anomalies(self, since: datetime | None = None, service: str | None = None,

@@ -2,20 +2,28 @@
 
 Sources, later ones winning: built-in defaults, a TOML file (``--config`` or ``FORECASTER_CONFIG``),
 environment variables ``FORECASTER_<NAME>`` (upper-case field name), then command-line flags.
+
+Every setting is one row of :data:`SETTINGS` (name, default, type, help and what values are
+allowed), the way Datasette declares its settings: :class:`Settings`' fields and docstring, the
+checks of :func:`load_settings`, :meth:`Settings.describe`, the defaults of the engine's own
+settings (``DecisionSettings``, ``PrecursorSettings``, ...: see :func:`default`) and the README's
+table (:func:`settings_table_markdown`) all come from it, so a default or a help text is written
+once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from forecaster.errors import ConfigError
-from forecaster.policies import format_duration, parse_duration
+from forecaster.policies import parse_duration
+from forecaster.wording import format_duration
 
 ENV_PREFIX = "FORECASTER_"
 # The PyOD detectors forecaster.engine.anomaly can make. Kept here, not there, so that reading the
@@ -24,87 +32,244 @@ DETECTORS = ("ecod", "hbos", "iforest", "knn")
 
 
 @dataclass(frozen=True, slots=True)
+class Rule:
+    """Which values of a setting are allowed, beyond being of its type.
+
+    Attributes:
+        allows: Whether a value (already of the setting's type) is allowed.
+        allowed: What is allowed, in words, for the documentation.
+        problem: The error for a value not allowed; formatted with ``name`` and ``value``.
+    """
+
+    allows: Callable[[Any], bool]
+    allowed: str
+    problem: str
+
+
+def at_least(low: int) -> Rule:
+    """An integer of ``low`` or more."""
+    return Rule(lambda value: value >= low, f"an integer, {low} or more",
+                f"{{name}} = {{value}} must be {low} or more")
+
+
+def one_of(options: tuple[str, ...], noun: str) -> Rule:
+    """One of ``options``, each a ``noun``."""
+    return Rule(lambda value: value in options,
+                ", ".join(f"`{o}`" for o in options[:-1]) + f" or `{options[-1]}`",
+                f"{{name}} = {{value!r}} is not a known {noun}; known: {', '.join(options)}")
+
+
+PROBABILITY = Rule(lambda value: 0.0 <= value <= 1.0, "a number in [0, 1]",
+                   "{name} = {value} must be a probability in [0, 1]")
+LONGER_THAN_ZERO = Rule(lambda value: value > timedelta(0), "a duration longer than 0s",
+                        "{name} must be longer than 0s")
+
+# How a value of each type is written in the documentation when no rule says more.
+_TYPE_WORDS: dict[type, str] = {Path: "a path", str: "text", int: "an integer",
+                                float: "a number", timedelta: "a duration"}
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One setting.
+
+    Attributes:
+        name: Field of :class:`Settings`; ``FORECASTER_<NAME>`` in the environment.
+        default: Its value when nothing sets it.
+        type: ``Path``, ``str``, ``int``, ``float`` or ``timedelta`` (written ``30m``, ``1d12h``).
+        help: What it means, one line of Markdown for the README and the docstring.
+        rule: Which values are allowed beyond the type (every ``int`` and ``float`` has one).
+        flag: The command-line flag that also sets it, if any.
+        secret: Never shown by :meth:`Settings.describe` (bearer tokens).
+    """
+
+    name: str
+    default: Any
+    type: type
+    help: str
+    rule: Rule | None = None
+    flag: str = ""
+    secret: bool = False
+
+    def text(self, value: Any) -> str:
+        """``value`` as provenance shows it (durations as ``1d12h``, secrets hidden)."""
+        if self.secret:
+            return "***" if value else ""
+        return format_duration(value) if isinstance(value, timedelta) else str(value)
+
+    def allowed(self) -> str:
+        """What values are allowed, in words."""
+        return self.rule.allowed if self.rule else _TYPE_WORDS[self.type]
+
+    def coerce(self, raw: Any, origin: str) -> Any:
+        """``raw`` (from TOML, the environment or a flag) as this setting's type, checked.
+
+        Raises:
+            ConfigError: not of the type, or not allowed; names ``origin``, the setting and the
+                value.
+        """
+        value = _parse(self.name, raw, self.type, origin)
+        if self.rule is not None and not self.rule.allows(value):
+            raise ConfigError(f"{origin}: " + self.rule.problem.format(name=self.name,
+                                                                       value=value))
+        return value
+
+
+def _parse(name: str, raw: Any, kind: type, origin: str) -> Any:
+    if kind is Path:
+        return Path(raw)
+    if kind is str:
+        return str(raw)
+    if kind is int:
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{origin}: {name} = {raw!r} is not an integer") from None
+    if kind is float:
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{origin}: {name} = {raw!r} is not a number") from None
+    if kind is timedelta:
+        if isinstance(raw, timedelta):
+            return raw
+        try:
+            return parse_duration(str(raw))
+        except ValueError as exc:
+            raise ConfigError(f"{origin}: {name}: {exc}") from None
+    raise ConfigError(f"{origin}: {name} has an unsupported type {kind.__name__}")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("db", Path("forecaster.duckdb"), Path, "the DuckDB file", flag="--db"),
+    Setting("duckdb_threads", 0, int, "threads DuckDB may use; 0 lets DuckDB decide (all cores)",
+            at_least(0)),
+    Setting("duckdb_memory_limit", "", str,
+            "DuckDB's memory limit, for example `4GB`; empty lets DuckDB decide (80% of RAM). "
+            "Larger work spills to a temporary directory beside the database"),
+    Setting("max_reported_errors", 20, int,
+            "rejected rows an ingest report lists per file (all are counted)", at_least(0)),
+    Setting("policies", "", str, "a policy TOML file added to the built-in policies"),
+    Setting("refresh_every", timedelta(minutes=15), timedelta,
+            "how often the service refreshes; answers' `next_check_at` follows it"),
+    Setting("selection_max_age", timedelta(days=1), timedelta,
+            "how long a model choice is kept before cross-validation re-makes it"),
+    Setting("forecast_jobs", 1, int, "processes statsforecast may use", at_least(0)),
+    Setting("p_schedule", 0.5, float,
+            "`p_breach` from which an action is scheduled (or due now)", PROBABILITY),
+    Setting("p_watch", 0.1, float, "`p_breach` from which a series is watched", PROBABILITY),
+    Setting("sample_paths", 2000, int,
+            "sample paths per series (per round) for the first-passage distribution",
+            at_least(1)),
+    Setting("sample_rounds", 8, int,
+            "while `p_breach` is within 3 standard errors of `p_schedule` or `p_watch`, more "
+            "rounds of `sample_paths` are drawn until it is clear, up to this many rounds in "
+            "all (8: up to 16,000 paths by default); 1 never draws more", at_least(1)),
+    Setting("seed", 0, int,
+            "seed of the sample paths, with a stable hash of each series' name (never a "
+            "storage id): the same points give the same answer in any database", at_least(0)),
+    Setting("stale_intervals", 6, int,
+            "a series is `stale` (its feed stopped: a monitoring problem, not a forecast) after "
+            "this many of its usual sampling intervals (the median spacing of its recent "
+            "points) without a point: 6 makes a 5-minute series stale after 30 minutes, an "
+            "hourly one after 6 hours. A policy's `stale_after` wins", at_least(1)),
+    Setting("stale_min", timedelta(hours=1), timedelta,
+            "... but never before this long without a point, so that an ingest that delivers "
+            "every few minutes is not mistaken for a stopped feed (keep it above the delay of "
+            "your ingest)", LONGER_THAN_ZERO),
+    Setting("anomaly_detector", "ecod", str, "PyOD detector of precursor anomalies",
+            one_of(DETECTORS, "detector")),
+    # bench/nab.py: the standard-profile threshold its corpus-wide sweep chose (0.984033 on the
+    # NAB corpus with the default AnomalySettings, 2026-11-26).
+    Setting("anomaly_threshold", 0.984, float,
+            "onset score from which an anomaly is reported (the NAB sweep's)", PROBABILITY),
+    Setting("anomaly_lookback", timedelta(hours=24), timedelta,
+            "how far back each refresh reports anomalies"),
+    Setting("anomaly_fresh", timedelta(hours=12), timedelta,
+            "how recent a precursor must be to change an answer"),
+    Setting("anomaly_corroboration", timedelta(minutes=30), timedelta,
+            "how close in time anomalies of two kinds of metric of one service must be to make "
+            "both precursors"),
+    Setting("reliability_window", timedelta(days=30), timedelta,
+            "how far back self-scoring looks when judging a series' estimates"),
+    Setting("calibration_prior", 30, int,
+            "weight of the identity in the recalibration map, in estimates (one series' "
+            "estimates of one day weigh 1)", at_least(0)),
+    Setting("calibration_min_weight", 20, int,
+            "weight the fleet's scored estimates need before answers use the recalibration map",
+            at_least(0)),
+    Setting("host", "127.0.0.1", str,
+            "address `serve` binds to; without tokens only a loopback address is allowed",
+            flag="--host"),
+    Setting("port", 8000, int, "port `serve` listens on", at_least(0), flag="--port"),
+    Setting("read_tokens", "", str, "comma-separated bearer tokens that may read the API",
+            secret=True),
+    Setting("write_tokens", "", str,
+            "comma-separated bearer tokens that may read and write (ingest, events, runs)",
+            secret=True),
+    Setting("max_request_bytes", 10_000_000, int,
+            "largest request body the API accepts (413 beyond)", at_least(0)),
+    Setting("ingest_points_from", "", str,
+            "glob of point files each scheduled refresh ingests first (new or changed files: "
+            "by modification time and size, known by their resolved path, so `./in/*.csv` and "
+            "`in/*.csv` are the same)"),
+    Setting("ingest_requests_from", "", str, "the same for request-log files"),
+)
+_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def default(name: str) -> Any:
+    """The default of setting ``name``: the one place the engine's settings take theirs from.
+
+    Raises:
+        KeyError: no such setting.
+    """
+    try:
+        return _BY_NAME[name].default
+    except KeyError:
+        raise KeyError(f"unknown setting {name!r}; known: {', '.join(_BY_NAME)}") from None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything configurable, with defaults that suit one machine of 2 cores.
 
-    Attributes:
-        db: Path of the DuckDB file.
-        duckdb_threads: Threads DuckDB may use; 0 lets DuckDB decide (all cores).
-        duckdb_memory_limit: DuckDB's memory limit, for example ``"4GB"``; empty lets DuckDB decide
-            (80% of RAM). Larger work spills to a temporary directory beside the database.
-        max_reported_errors: How many rejected rows an ingest report lists (all are counted).
-        policies: A policy TOML file added to the built-in policies; empty for none.
-        refresh_every: How often the service refreshes; answers say when to look again by it.
-        selection_max_age: How long a model choice is kept before cross-validation re-makes it.
-        forecast_jobs: Processes statsforecast may use.
-        p_schedule: ``p_breach`` from which an action is scheduled (or due now).
-        p_watch: ``p_breach`` from which a series is watched.
-        sample_paths: Sample paths per series for the first-passage distribution.
-        sample_rounds: When ``p_breach`` is too close to ``p_schedule`` or ``p_watch`` for
-            ``sample_paths`` to settle the decision (within 3 standard errors), more paths are
-            drawn, ``sample_paths`` at a time, until it is clear or this many rounds were drawn
-            (8: up to 16,000 paths by default). 1 never draws more.
-        seed: Seed of the sample paths, so that the same data gives the same answer: each
-            series' paths are seeded by this and a stable hash of its name (never by a storage
-            id), so the same points give the same answer in any database.
-        stale_intervals: A series is ``stale`` (its feed stopped: a monitoring problem, not a
-            forecast) when no point arrived for this many of its usual sampling intervals (the
-            median spacing of its recent points): 6 means a 5-minute series is stale after 30
-            minutes without data, an hourly one after 6 hours. A policy's ``stale_after`` wins.
-        stale_min: ... but never before this long without data (1h by default, so a scraper or
-            an ingest glob that delivers every few minutes is not mistaken for a stopped feed).
-        anomaly_detector: PyOD detector of precursor anomalies (ecod, hbos, iforest, knn).
-        anomaly_threshold: Onset score from which an anomaly is reported (the NAB sweep's).
-        anomaly_lookback: How far back each refresh reports anomalies.
-        anomaly_fresh: How recent a precursor must be to change an answer.
-        anomaly_corroboration: How close in time anomalies of two kinds of metric of one service
-            must be to make both precursors.
-        reliability_window: How far back self-scoring looks when judging a series' estimates.
-        calibration_prior: Weight of the identity in the recalibration map, in estimates (one
-            series' estimates of one day weigh 1); see forecaster.engine.calibration.
-        calibration_min_weight: Weight the fleet's scored estimates need before the map is
-            applied.
-        host: Address ``serve`` binds to; without tokens only a loopback address is allowed.
-        port: Port ``serve`` listens on.
-        read_tokens: Comma-separated bearer tokens that may read the API.
-        write_tokens: Comma-separated bearer tokens that may read and write (ingest, events,
-            runs).
-        max_request_bytes: Largest request body the API accepts (413 beyond).
-        ingest_points_from: Glob of point files each scheduled refresh ingests first (new or
-            changed files only).
-        ingest_requests_from: The same for request-log files.
+    One field per row of :data:`SETTINGS`, which holds each default and meaning (appended to
+    this docstring below, for ``help(Settings)``).
     """
 
-    db: Path = Path("forecaster.duckdb")
-    duckdb_threads: int = 0
-    duckdb_memory_limit: str = ""
-    max_reported_errors: int = 20
-    policies: str = ""
-    refresh_every: timedelta = timedelta(minutes=15)
-    selection_max_age: timedelta = timedelta(days=1)
-    forecast_jobs: int = 1
-    p_schedule: float = 0.5
-    p_watch: float = 0.1
-    sample_paths: int = 2000
-    sample_rounds: int = 8
-    seed: int = 0
-    stale_intervals: int = 6
-    stale_min: timedelta = timedelta(hours=1)
-    anomaly_detector: str = "ecod"
-    anomaly_threshold: float = 0.984
-    anomaly_lookback: timedelta = timedelta(hours=24)
-    anomaly_fresh: timedelta = timedelta(hours=12)
-    anomaly_corroboration: timedelta = timedelta(minutes=30)
-    reliability_window: timedelta = timedelta(days=30)
-    calibration_prior: int = 30
-    calibration_min_weight: int = 20
-    host: str = "127.0.0.1"
-    port: int = 8000
-    read_tokens: str = ""
-    write_tokens: str = ""
-    max_request_bytes: int = 10_000_000
-    ingest_points_from: str = ""
-    ingest_requests_from: str = ""
+    # Field names and types repeat the table's so that type checkers see them; the defaults
+    # come from it, and _check_fields refuses any difference at import.
+    db: Path = default("db")
+    duckdb_threads: int = default("duckdb_threads")
+    duckdb_memory_limit: str = default("duckdb_memory_limit")
+    max_reported_errors: int = default("max_reported_errors")
+    policies: str = default("policies")
+    refresh_every: timedelta = default("refresh_every")
+    selection_max_age: timedelta = default("selection_max_age")
+    forecast_jobs: int = default("forecast_jobs")
+    p_schedule: float = default("p_schedule")
+    p_watch: float = default("p_watch")
+    sample_paths: int = default("sample_paths")
+    sample_rounds: int = default("sample_rounds")
+    seed: int = default("seed")
+    stale_intervals: int = default("stale_intervals")
+    stale_min: timedelta = default("stale_min")
+    anomaly_detector: str = default("anomaly_detector")
+    anomaly_threshold: float = default("anomaly_threshold")
+    anomaly_lookback: timedelta = default("anomaly_lookback")
+    anomaly_fresh: timedelta = default("anomaly_fresh")
+    anomaly_corroboration: timedelta = default("anomaly_corroboration")
+    reliability_window: timedelta = default("reliability_window")
+    calibration_prior: int = default("calibration_prior")
+    calibration_min_weight: int = default("calibration_min_weight")
+    host: str = default("host")
+    port: int = default("port")
+    read_tokens: str = default("read_tokens")
+    write_tokens: str = default("write_tokens")
+    max_request_bytes: int = default("max_request_bytes")
+    ingest_points_from: str = default("ingest_points_from")
+    ingest_requests_from: str = default("ingest_requests_from")
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and checked."""
@@ -112,9 +277,7 @@ class Settings:
 
     def describe(self) -> dict[str, str]:
         """Every setting as text, for provenance (tokens are never shown)."""
-        return {k: ("***" if v else "") if k.endswith("_tokens") else
-                format_duration(v) if isinstance(v, timedelta) else str(v)
-                for k, v in dataclasses.asdict(self).items()}
+        return {s.name: s.text(getattr(self, s.name)) for s in SETTINGS}
 
     def tokens(self) -> dict[str, str]:
         """Each configured bearer token and its scope (``read`` or ``write``)."""
@@ -123,63 +286,45 @@ class Settings:
         return scopes
 
 
-def _coerce(name: str, raw: Any, kind: type, origin: str) -> Any:
-    if kind is Path:
-        return Path(raw)
-    if kind is int:
-        try:
-            value = int(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{origin}: {name} = {raw!r} is not an integer") from None
-        if value < 0:
-            raise ConfigError(f"{origin}: {name} = {value} must be 0 or more")
-        return value
-    if kind is str:
-        return str(raw)
-    if kind is float:
-        try:
-            number = float(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{origin}: {name} = {raw!r} is not a number") from None
-        if not 0.0 <= number <= 1.0:
-            raise ConfigError(f"{origin}: {name} = {number} must be a probability in [0, 1]")
-        return number
-    if kind is timedelta:
-        if isinstance(raw, timedelta):
-            return raw
-        try:
-            return parse_duration(str(raw))
-        except ValueError as exc:
-            raise ConfigError(f"{origin}: {name}: {exc}") from None
-    raise ConfigError(f"{origin}: {name} has an unsupported type")
+def _check_fields() -> None:
+    """Refuse a :class:`Settings` whose fields differ from :data:`SETTINGS` in name, order,
+    type or default (annotations are strings here: ``from __future__ import annotations``)."""
+    fields = [(f.name, f.type, f.default) for f in dataclasses.fields(Settings)]
+    table = [(s.name, s.type.__name__, s.default) for s in SETTINGS]
+    if fields != table or len(_BY_NAME) != len(SETTINGS):
+        raise TypeError("Settings' fields differ from SETTINGS: "
+                        f"{sorted(set(fields) ^ set(table), key=str)}")
 
 
-_TYPES: dict[str, type] = {f.name: (f.type if isinstance(f.type, type) else
-                                    {"Path": Path, "int": int, "str": str, "float": float,
-                                     "timedelta": timedelta}[str(f.type)])
-                           for f in dataclasses.fields(Settings)}
+def _attributes() -> str:
+    return "\n".join(f"        {s.name}: {s.help[0].upper()}{s.help[1:]} (default "
+                     f"{s.text(s.default) or 'empty'})." for s in SETTINGS)
+
+
+_check_fields()
+Settings.__doc__ = f"{(Settings.__doc__ or '').rstrip()}\n\n    Attributes:\n{_attributes()}\n"
+
+
+def settings_table_markdown() -> str:
+    """The README's table of settings (between its ``settings`` markers), made from the table."""
+    rows = ["| setting | default | allowed | meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        name = f"`{s.name}`" + (f" (`{s.flag}`)" if s.flag else "")
+        shown = s.text(s.default)
+        if not shown:
+            shown = "none"
+        elif s.type not in (int, float):
+            shown = f"`{shown}`"
+        rows.append(f"| {name} | {shown} | {s.allowed()} | {s.help} |")
+    return "\n".join(rows) + "\n"
 
 
 def _build(values: Mapping[str, Any], origin: str) -> Settings:
-    known = {f.name for f in dataclasses.fields(Settings)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(values) - set(_BY_NAME))
     if unknown:
-        raise ConfigError(
-            f"{origin}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-    settings = Settings(**{k: _coerce(k, v, _TYPES[k], origin) for k, v in values.items()})
-    if settings.sample_paths < 1:
-        raise ConfigError(f"{origin}: sample_paths = 0 must be 1 or more")
-    if settings.sample_rounds < 1:
-        raise ConfigError(f"{origin}: sample_rounds = 0 must be 1 or more")
-    if settings.stale_intervals < 1:
-        raise ConfigError(f"{origin}: stale_intervals = 0 must be 1 or more")
-    if settings.stale_min <= timedelta(0):
-        raise ConfigError(f"{origin}: stale_min must be longer than 0s")
-    if settings.anomaly_detector not in DETECTORS:
-        raise ConfigError(f"{origin}: anomaly_detector = {settings.anomaly_detector!r} is not a "
-                          f"known detector; known: {', '.join(DETECTORS)}")
-    return settings
+        raise ConfigError(f"{origin}: unknown setting(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(_BY_NAME))}")
+    return Settings(**{k: _BY_NAME[k].coerce(v, origin) for k, v in values.items()})
 
 
 def load_settings(
@@ -216,11 +361,10 @@ def load_settings(
             raise ConfigError(f"settings file {path}: [forecaster] must be a table")
         values.update({k: v for k, v in table.items() if not isinstance(v, dict)})
         _build(values, str(path))  # report file errors against the file
-    fields = {f.name for f in dataclasses.fields(Settings)}
     for key, raw in environ.items():
         if key.startswith(ENV_PREFIX) and key != f"{ENV_PREFIX}CONFIG":
             name = key[len(ENV_PREFIX):].lower()
-            if name in fields:
+            if name in _BY_NAME:
                 values[name] = raw
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return _build(values, "settings")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -21,7 +22,7 @@ import polars as pl
 
 from forecaster.config import Settings
 from forecaster.engine.anomaly import AnomalySettings
-from forecaster.engine.calibration import Calibration, fit_frame
+from forecaster.engine.calibration import PassageCalibration, fit_frame
 from forecaster.engine.forecast import (
     FALLBACK,
     Choice,
@@ -182,24 +183,19 @@ def run_once(
     if run_id is None:
         run_id = store.start_run(started_at, now, trigger)
     result = RunResult(run_id=run_id, status="running")
+    timings: dict[str, float] = {}
     try:
-        tick = time.perf_counter()
-        scored = store.score_estimates(now)
-        scoring_s = time.perf_counter() - tick
-        tick = time.perf_counter()
-        inputs = gather(store, policies, now, settings)
-        read_s = time.perf_counter() - tick
-        if executor is None:
-            computed = compute(inputs, settings, now, run_id, reselect)
-        else:
-            computed = executor.submit(compute, inputs, settings, now, run_id, reselect).result()
-        computed.result.timings = {"scoring": scoring_s, "read": read_s,
-                                   **computed.result.timings}
+        with timed(timings, "scoring"):
+            scored = store.score_estimates(now)
+        with timed(timings, "read"):
+            inputs = gather(store, policies, now, settings)
+        args = (inputs, settings, now, run_id, reselect)
+        computed = compute(*args) if executor is None else executor.submit(compute, *args).result()
+        computed.result.timings = {**timings, **computed.result.timings}
         computed.result.scored = scored
-        tick = time.perf_counter()
-        detail = computed.detail(settings)
-        store.publish_run(run_id, wall(), detail=detail, **computed.frames)
-        computed.result.timings["publish"] = time.perf_counter() - tick
+        with timed(computed.result.timings, "publish"):
+            detail = computed.detail(settings)  # its timings: every stage before publish
+            store.publish_run(run_id, wall(), detail=detail, **computed.frames)
         result = computed.result
         result.status = "published"
     except Exception as exc:  # noqa: BLE001 - recorded as a failed run and returned as one
@@ -211,27 +207,13 @@ def run_once(
     return result
 
 
-def _isolated(
-    step: Callable[[list[Prepared]], dict[str, V]], items: list[Prepared],
-    failures: dict[str, str], stage: str, *, record: bool,
-) -> dict[str, V]:
-    """Run ``step`` on all items at once; if that fails, item by item, so one bad series cannot
-    sink the rest. With ``record``, an item that fails alone is recorded in ``failures``;
-    without, it is left out (a failed model selection keeps the previous choice or the
-    fallback, which is no failure of the series)."""
-    if not items:
-        return {}
-    try:
-        return step(items)
-    except Exception:  # noqa: BLE001
-        out: dict[str, V] = {}
-        for item in items:
-            try:
-                out.update(step([item]))
-            except Exception as exc:  # noqa: BLE001
-                if record:
-                    failures[item.unique_id] = f"{stage}: {type(exc).__name__}: {exc}"
-        return out
+@contextmanager
+def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Time the ``with`` block as ``stage``: its seconds are added to ``timings`` (after the
+    stages timed before it) when the block completes; a block that raises adds nothing."""
+    tick = time.perf_counter()
+    yield
+    timings[stage] = time.perf_counter() - tick
 
 
 @dataclass(slots=True)
@@ -258,7 +240,7 @@ class Inputs:
     events: dict[str, datetime]
     choices: dict[int, tuple[str, datetime]]
     reliability: dict[int, dict[str, float | int | None]] = field(default_factory=dict)
-    calibration: Calibration | None = None
+    calibration: PassageCalibration | None = None
 
 
 @dataclass(slots=True)
@@ -308,96 +290,184 @@ def gather(store: Store, policies: tuple[Policy, ...], now: datetime,
                   events=_latest_events(store, now), choices=store.model_choices(),
                   reliability=reliability,
                   calibration=fit_frame(record, settings.calibration_prior,
-                                                settings.calibration_min_weight))
+                                        settings.calibration_min_weight))
 
 
 def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
             reselect: bool) -> Computed:
     """Prepare, choose models, forecast, find anomalies and answer: pure computation on
-    ``inputs`` (no store), safe to run in another process."""
-    fs = ForecastSettings(n_jobs=settings.forecast_jobs)
+    ``inputs`` (no store), safe to run in another process.
+
+    Each stage is timed under its name in the result's ``timings``. A series that fails in a
+    stage is recorded as failed (with the stage and the error) and left out of the later ones.
+    """
+    ctx = _context(inputs, settings, now)
+    failures: dict[str, str] = {}
+    timings: dict[str, float] = {}
+    with timed(timings, "prepare"):
+        prepared, stale = _prepare(ctx, failures)
+    with timed(timings, "selection"):
+        models, new_choices = _select(ctx, prepared, stale, reselect)
+    with timed(timings, "forecast"):
+        dists = _forecast(ctx, prepared, stale, models, failures)
+    with timed(timings, "anomalies"):
+        found, anomaly_failures = _anomalies(ctx)
+    with timed(timings, "intervention"):
+        answers = _answer(ctx, prepared, stale, dists, found, failures)
+
+    result = RunResult(run_id=run_id, status="running", series=len(inputs.targets),
+                       failed=len(failures), reselected=len(new_choices),
+                       anomalies=len(found), precursors=sum(a.precursor for a in found),
+                       timings=timings,
+                       interventions=sorted(answers.values(), key=urgency_key))
+    frames = _frames(run_id, inputs.targets, prepared, dists, answers, failures, new_choices,
+                     ctx.spans, inputs.ts, now, inputs.reliability)
+    frames["anomalies"] = _anomaly_frame(run_id, found, settings.anomaly_detector)
+    return Computed(result=result, frames=frames, anomaly_failures=anomaly_failures,
+                    calibration=inputs.calibration.describe() if inputs.calibration else None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What every stage of one computation reads: its inputs and settings, unpacked once.
+
+    Attributes:
+        inputs: What the refresh read.
+        settings: The run's settings.
+        now: The time the answers are for.
+        spans: Per series id, its rows in ``inputs``' point arrays.
+        by_uid: The targets by unique id.
+        forecasting: Settings of preparation, model selection and forecasts.
+        decision: Settings of the answers (thresholds, sample paths, staleness).
+    """
+
+    inputs: Inputs
+    settings: Settings
+    now: datetime
+    spans: dict[int, tuple[int, int]]
+    by_uid: dict[str, Target]
+    forecasting: ForecastSettings
+    decision: DecisionSettings
+
+
+def _context(inputs: Inputs, settings: Settings, now: datetime) -> _Context:
     decision = DecisionSettings(p_schedule=settings.p_schedule, p_watch=settings.p_watch,
                                 n_paths=settings.sample_paths,
                                 refresh_every=settings.refresh_every,
                                 rounds=settings.sample_rounds,
                                 stale_intervals=settings.stale_intervals,
                                 stale_min=settings.stale_min)
-    result = RunResult(run_id=run_id, status="running")
-    targets, scanned = inputs.targets, inputs.scanned
-    by_uid = {t.unique_id: t for t in targets}
-    sids, ts, values = inputs.sids, inputs.ts, inputs.values
-    spans = series_spans(sids)
-    events = inputs.events
-    result.series = len(targets)
+    return _Context(inputs=inputs, settings=settings, now=now,
+                    spans=series_spans(inputs.sids),
+                    by_uid={t.unique_id: t for t in inputs.targets},
+                    forecasting=ForecastSettings(n_jobs=settings.forecast_jobs),
+                    decision=decision)
 
-    failures: dict[str, str] = {}
+
+def _prepare(ctx: _Context, failures: dict[str, str]
+             ) -> tuple[list[Prepared], dict[str, Freshness]]:
+    """Judge each target's freshness and prepare its points for the models.
+
+    Returns:
+        The prepared series, and by unique id the freshness of those that are stale (they are
+        answered as such, not forecast).
+    """
+    inputs = ctx.inputs
     prepared: list[Prepared] = []
-    fresh: dict[str, Freshness] = {}  # the stale series: answered as such, not forecast
-    clock = time.perf_counter()
-    for target in targets:
-        if target.series_id not in spans:
+    stale: dict[str, Freshness] = {}
+    for target in inputs.targets:
+        if target.series_id not in ctx.spans:
             failures[target.unique_id] = "no points up to now"
             continue
-        a, b = spans[target.series_id]
-        judged = freshness(ts[a:b], target.policy, now, decision)
+        a, b = ctx.spans[target.series_id]
+        judged = freshness(inputs.ts[a:b], target.policy, ctx.now, ctx.decision)
         if judged.stale:
-            fresh[target.unique_id] = judged
+            stale[target.unique_id] = judged
         try:
-            item = prepare(target.unique_id, ts[a:b], values[a:b], kind=target.kind,
-                           step=target.policy.freq, direction=target.policy.direction, now=now,
-                           event_at=events.get(target.service), settings=fs)
+            item = prepare(target.unique_id, inputs.ts[a:b], inputs.values[a:b],
+                           kind=target.kind, step=target.policy.freq,
+                           direction=target.policy.direction, now=ctx.now,
+                           event_at=inputs.events.get(target.service), settings=ctx.forecasting)
         except Exception as exc:  # noqa: BLE001 - one bad series never fails the run
             failures[target.unique_id] = f"prepare: {type(exc).__name__}: {exc}"
             continue
         if item is not None:
             prepared.append(item)
+    return prepared, stale
 
-    result.timings["prepare"] = time.perf_counter() - clock
 
-    # Selection, on its own slower clock
-    clock = time.perf_counter()
-    stored = inputs.choices
-    # A stale series is neither forecast nor has its model chosen (the choice is made when
-    # its feed resumes): a fleet whose feed stopped costs nothing but the answers saying so.
-    due = [p for p in prepared if p.unique_id not in fresh and (
-           reselect or by_uid[p.unique_id].series_id not in stored
-           or stored[by_uid[p.unique_id].series_id][1] < now - settings.selection_max_age)]
-    new_choices = _isolated(lambda items: select_models(items, fs), due, failures,
-                            "selection", record=False)
-    result.reselected = len(new_choices)
-    models = {p.unique_id: stored.get(by_uid[p.unique_id].series_id, (FALLBACK,))[0]
-              for p in prepared}
+def _select(ctx: _Context, prepared: list[Prepared], stale: dict[str, Freshness],
+            reselect: bool) -> tuple[dict[str, str], dict[str, Choice]]:
+    """Choose anew the model of each series whose stored choice is missing or too old (of
+    every series with ``reselect``); the others keep theirs, or the fallback.
+
+    A stale series has no model chosen (the choice is made when its feed resumes): a fleet
+    whose feed stopped costs nothing but the answers saying so. A failed selection keeps the
+    previous choice or the fallback, which is no failure of the series.
+
+    Returns:
+        The model of every prepared series by unique id, and the choices made anew.
+    """
+    stored = ctx.inputs.choices
+    oldest = ctx.now - ctx.settings.selection_max_age
+
+    def series_id(item: Prepared) -> int:
+        return ctx.by_uid[item.unique_id].series_id
+
+    due = [p for p in prepared if p.unique_id not in stale and (
+           reselect or series_id(p) not in stored or stored[series_id(p)][1] < oldest)]
+    new_choices = _isolated(lambda items: select_models(items, ctx.forecasting), due,
+                            "selection", failures=None)
+    models = {p.unique_id: stored.get(series_id(p), (FALLBACK,))[0] for p in prepared}
     models.update({uid: choice.model for uid, choice in new_choices.items()})
-    result.timings["selection"] = time.perf_counter() - clock
+    return models, new_choices
 
-    # Forecast
-    clock = time.perf_counter()
-    horizons = {p.unique_id: by_uid[p.unique_id].policy.steps for p in prepared}
-    dists = _isolated(lambda items: forecast(items, models, horizons, fs),
-                      [p for p in prepared if p.unique_id not in fresh], failures,
-                      "forecast", record=True)
-    result.timings["forecast"] = time.perf_counter() - clock
 
-    # Anomalies
-    clock = time.perf_counter()
-    found, anomaly_failures = scan(
-        (SeriesInput(sid, service, metric, kind, ts[slice(*spans[sid])],
-                     values[slice(*spans[sid])])
-         for sid, service, metric, kind in scanned if sid in spans),
-        now, _precursor_settings(settings))
-    result.anomalies, result.precursors = len(found), sum(a.precursor for a in found)
-    result.timings["anomalies"] = time.perf_counter() - clock
+def _forecast(ctx: _Context, prepared: list[Prepared], stale: dict[str, Freshness],
+              models: dict[str, str], failures: dict[str, str]
+              ) -> dict[str, tuple[ForecastDist, str]]:
+    """Forecast every series that is not stale over its policy's horizon.
 
-    # Time to intervention
-    clock = time.perf_counter()
+    Returns:
+        By unique id, the forecast distribution and the model that made it.
+    """
+    horizons = {p.unique_id: ctx.by_uid[p.unique_id].policy.steps for p in prepared}
+    return _isolated(lambda items: forecast(items, models, horizons, ctx.forecasting),
+                     [p for p in prepared if p.unique_id not in stale], "forecast", failures)
+
+
+def _anomalies(ctx: _Context) -> tuple[list[Anomaly], dict[int, str]]:
+    """Scan every series of the watched services (a precursor needs the service's other
+    metrics) for anomaly onsets in the lookback.
+
+    Returns:
+        The onsets found, and why the scan of a series failed, by series id.
+    """
+    inputs, spans = ctx.inputs, ctx.spans
+    return scan((SeriesInput(sid, service, metric, kind, inputs.ts[slice(*spans[sid])],
+                             inputs.values[slice(*spans[sid])])
+                 for sid, service, metric, kind in inputs.scanned if sid in spans),
+                ctx.now, _precursor_settings(ctx.settings))
+
+
+def _answer(ctx: _Context, prepared: list[Prepared], stale: dict[str, Freshness],
+            dists: dict[str, tuple[ForecastDist, str]], found: list[Anomaly],
+            failures: dict[str, str]) -> dict[str, Intervention]:
+    """The time to intervention of every series that is stale or was forecast, with the
+    anomalies that are its evidence.
+
+    Returns:
+        The answers by unique id.
+    """
+    settings, now = ctx.settings, ctx.now
     answers: dict[str, Intervention] = {}
     for item in prepared:
-        target = by_uid[item.unique_id]
+        target = ctx.by_uid[item.unique_id]
         found_here = evidence(found, target.series_id, now, settings.anomaly_fresh)
-        if item.unique_id in fresh:
+        if item.unique_id in stale:
             answers[item.unique_id] = stale_intervention(
-                item.unique_id, target.policy, item.observation, fresh[item.unique_id], now,
-                decision, evidence=found_here)
+                item.unique_id, target.policy, item.observation, stale[item.unique_id], now,
+                ctx.decision, evidence=found_here)
             continue
         if item.unique_id not in dists:
             continue
@@ -406,21 +476,33 @@ def compute(inputs: Inputs, settings: Settings, now: datetime, run_id: int,
         rng = np.random.default_rng(path_seed(settings.seed, item.unique_id))
         try:
             answers[item.unique_id] = time_to_intervention(
-                item.unique_id, dist, target.policy, item.observation, now, decision, rng,
-                evidence=found_here, calibration=inputs.calibration)
+                item.unique_id, dist, target.policy, item.observation, now, ctx.decision, rng,
+                evidence=found_here, calibration=ctx.inputs.calibration)
         except Exception as exc:  # noqa: BLE001
             failures[item.unique_id] = f"intervention: {type(exc).__name__}: {exc}"
-    result.timings["intervention"] = time.perf_counter() - clock
-
-    frames = _frames(result.run_id, targets, prepared, dists, answers, failures, new_choices,
-                     spans, ts, now, inputs.reliability)
-    frames["anomalies"] = _anomaly_frame(result.run_id, found, settings.anomaly_detector)
-    result.failed = len(failures)
-    result.interventions = sorted(answers.values(), key=urgency_key)
-    return Computed(result=result, frames=frames, anomaly_failures=anomaly_failures,
-                    calibration=inputs.calibration.describe() if inputs.calibration else None)
+    return answers
 
 
+def _isolated(
+    step: Callable[[list[Prepared]], dict[str, V]], items: list[Prepared], stage: str,
+    failures: dict[str, str] | None,
+) -> dict[str, V]:
+    """Run ``step`` on all items at once; if that fails, item by item, so one bad series cannot
+    sink the rest. An item that fails alone is recorded in ``failures`` under ``stage``; with
+    no ``failures``, it is left out."""
+    if not items:
+        return {}
+    try:
+        return step(items)
+    except Exception:  # noqa: BLE001
+        out: dict[str, V] = {}
+        for item in items:
+            try:
+                out.update(step([item]))
+            except Exception as exc:  # noqa: BLE001
+                if failures is not None:
+                    failures[item.unique_id] = f"{stage}: {type(exc).__name__}: {exc}"
+        return out
 
 
 def _precursor_settings(settings: Settings) -> PrecursorSettings:

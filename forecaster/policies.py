@@ -91,7 +91,7 @@ class Policy:
 
 
 def parse_duration(text: str) -> timedelta:
-    """``"1d12h"`` -> 36 hours.
+    """``"1d12h"`` -> 36 hours (written back by :func:`forecaster.wording.format_duration`).
 
     Raises:
         ValueError: not of the form NwNdNhNmNs (each part optional, at least one).
@@ -101,17 +101,6 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is not a duration such as 30m, 6h, 1d or 1d12h")
     w, d, h, m, s = (int(g) if g else 0 for g in match.groups())
     return timedelta(weeks=w, days=d, hours=h, minutes=m, seconds=s)
-
-
-def format_duration(value: timedelta) -> str:
-    """36 hours -> ``"1d12h"``; the inverse of :func:`parse_duration`."""
-    seconds = int(value.total_seconds())
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(parts) or "0s"
 
 
 def steps_per_day(step: timedelta) -> int:

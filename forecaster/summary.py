@@ -8,6 +8,8 @@ from datetime import datetime
 
 import polars as pl
 
+from forecaster.wording import relative_time
+
 
 def _fmt(value: float | None, unit: str | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -61,22 +63,12 @@ def render_summary(summary: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _rel(ts: datetime | None, now: datetime) -> str:
-    if ts is None:
-        return "-"
-    hours = (ts - now).total_seconds() / 3600
-    if hours < 0.5:
-        return "now"
-    if abs(hours) < 36:
-        return f"{hours:.0f} h"
-    return f"{hours / 24:.1f} d"
-
-
 def _eta(row: dict[str, object], now: datetime) -> str:
     p10, p50, p90 = (row[k] for k in ("eta_p10", "eta_p50", "eta_p90"))
     if p50 is None and p10 is None:
         return "-"
-    return f"{_rel(p50, now)} [{_rel(p10, now)} to {_rel(p90, now) if p90 else 'later'}]"  # type: ignore[arg-type]
+    return (f"{relative_time(p50, now)} [{relative_time(p10, now)} to "  # type: ignore[arg-type]
+            f"{relative_time(p90, now) if p90 else 'later'}]")  # type: ignore[arg-type]
 
 
 def service_answers(interventions: pl.DataFrame) -> pl.DataFrame:
@@ -118,7 +110,7 @@ def render_interventions(interventions: pl.DataFrame, run: dict[str, object] | N
         p = "-" if row["p_breach"] is None else f"{row['p_breach']:.2f}"  # none when stale
         lines.append(f"  {row['service']:<13} {row['decision']:<9} {row['metric']:<24} "
                      f"{p:>5}  {_eta(row, now):<26} "
-                     f"{_rel(row['act_by'], now):<8} {row['action']}")
+                     f"{relative_time(row['act_by'], now):<8} {row['action']}")
     shown = interventions if show_all else interventions.filter(pl.col("decision") != "ok")
     if shown.height:
         lines += ["", "Series:" if show_all else "Series that need attention:"]

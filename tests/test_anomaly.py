@@ -8,7 +8,7 @@ import pytest
 from forecaster.engine.anomaly import (
     FEATURES,
     AnomalySettings,
-    Calibration,
+    ScoreCalibration,
     features,
     make_detector,
     onsets,
@@ -69,7 +69,7 @@ def test_learning_period_is_not_scored() -> None:
 
 def test_calibration_is_uniform_below_the_tail_and_ranks_beyond_it() -> None:
     train = np.arange(1.0, 1001.0)
-    calibrate = Calibration.fit(train)
+    calibrate = ScoreCalibration.fit(train)
     assert calibrate(np.array([500.0]))[0] == pytest.approx(0.5, abs=0.002)
     beyond = calibrate(np.array([1000.0, 5000.0, 1e9]))
     assert np.all(np.diff(beyond) > 0) and np.all(beyond < 1.0) and beyond[0] >= 0.9

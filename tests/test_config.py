@@ -1,3 +1,6 @@
+import argparse
+import dataclasses
+import importlib
 import subprocess
 import sys
 from datetime import timedelta
@@ -6,7 +9,15 @@ from pathlib import Path
 import pytest
 
 import forecaster
-from forecaster.config import DETECTORS, Settings, load_settings
+from forecaster import config
+from forecaster.config import (
+    DETECTORS,
+    SETTINGS,
+    Settings,
+    default,
+    load_settings,
+    settings_table_markdown,
+)
 from forecaster.errors import ConfigError
 
 PACKAGE = Path(forecaster.__file__).parent
@@ -88,3 +99,138 @@ def test_the_anomaly_module_makes_every_detector_config_accepts() -> None:
         assert hasattr(make_detector(name), "fit")
     with pytest.raises(ValueError, match="known: ecod, hbos, iforest, knn"):
         make_detector("magic")
+
+
+# The table of settings is the one source of every default, check and help text.
+
+def test_the_table_is_the_settings_fields_once_each_with_help_and_checked_defaults() -> None:
+    names = [s.name for s in SETTINGS]
+    assert names == [f.name for f in dataclasses.fields(Settings)]
+    assert len(set(names)) == len(names) == 30
+    for s in SETTINGS:
+        assert s.help.strip() and "|" not in s.help and "\n" not in s.help, s.name
+        # No number is left unchecked: before the table every int had to be 0 or more.
+        assert s.rule is not None or s.type not in (int, float), s.name
+        assert s.coerce(s.default, "table") == s.default, s.name
+        assert getattr(Settings(), s.name) == s.default == default(s.name), s.name
+    assert Settings.__doc__ is not None
+    assert "stale_min: ... but never before this long without a point" in Settings.__doc__
+    with pytest.raises(KeyError, match="unknown setting 'nope'; known: db, duckdb_threads"):
+        default("nope")
+
+
+def test_a_settings_class_that_drifts_from_the_table_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Drifted:
+        db: Path = Path("forecaster.duckdb")
+
+    monkeypatch.setattr(config, "Settings", Drifted)
+    with pytest.raises(TypeError, match="Settings' fields differ from SETTINGS"):
+        config._check_fields()
+
+
+# Each engine dataclass field that a setting feeds, and the setting (pipeline.compute maps them).
+ENGINE_DEFAULTS = {
+    ("intervention", "DecisionSettings"): {
+        "p_schedule": "p_schedule", "p_watch": "p_watch", "n_paths": "sample_paths",
+        "refresh_every": "refresh_every", "rounds": "sample_rounds",
+        "stale_intervals": "stale_intervals", "stale_min": "stale_min"},
+    ("precursors", "PrecursorSettings"): {
+        "threshold": "anomaly_threshold", "lookback": "anomaly_lookback",
+        "fresh": "anomaly_fresh", "corroboration": "anomaly_corroboration"},
+    ("anomaly", "AnomalySettings"): {"detector": "anomaly_detector"},
+    ("forecast", "ForecastSettings"): {"n_jobs": "forecast_jobs"},
+}
+
+
+@pytest.mark.parametrize(("module", "name"), list(ENGINE_DEFAULTS))
+def test_the_engine_settings_take_their_defaults_from_the_table(module: str, name: str) -> None:
+    engine_settings = getattr(importlib.import_module(f"forecaster.engine.{module}"), name)()
+    for field, setting in ENGINE_DEFAULTS[module, name].items():
+        assert getattr(engine_settings, field) == getattr(Settings(), setting), (name, field)
+
+
+def test_the_engine_defaults_are_the_known_values() -> None:
+    # Known answers, so that a wrong row of the table cannot pass by being copied everywhere.
+    from forecaster.engine.intervention import DecisionSettings
+    from forecaster.engine.precursors import PrecursorSettings
+
+    assert (DecisionSettings().p_schedule, DecisionSettings().n_paths) == (0.5, 2000)
+    assert PrecursorSettings().threshold == pytest.approx(0.984)
+    assert PrecursorSettings().corroboration == timedelta(minutes=30)
+    assert PrecursorSettings().detector.detector == "ecod"
+
+
+def test_the_readme_table_is_made_from_the_table() -> None:
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- settings:")
+    table = readme[readme.index("\n", start) + 1:readme.index("<!-- /settings -->", start)]
+    assert table == settings_table_markdown(), (
+        "README's settings table is stale: replace it by the output of python -c 'from "
+        "forecaster.config import settings_table_markdown as t; print(t(), end=\"\")'")
+    rows = {line.split(" | ")[0][3:].split("`")[0]: line for line in table.splitlines()[2:]}
+    assert list(rows) == [s.name for s in SETTINGS]
+    assert rows["stale_min"] == ("| `stale_min` | `1h` | a duration longer than 0s | ... but "
+                                 "never before this long without a point, so that an ingest "
+                                 "that delivers every few minutes is not mistaken for a stopped "
+                                 "feed (keep it above the delay of your ingest) |")
+    assert rows["port"] == "| `port` (`--port`) | 8000 | an integer, 0 or more | port `serve` " \
+                           "listens on |"
+    assert "| `read_tokens` | none | text |" in rows["read_tokens"]
+    assert "| `anomaly_detector` | `ecod` | `ecod`, `hbos`, `iforest` or `knn` |" in table
+
+
+def test_every_flag_the_table_names_is_a_flag_of_the_command_line() -> None:
+    from forecaster.cli import _parser
+
+    def flags(parser: argparse.ArgumentParser) -> set[str]:
+        found: set[str] = set()
+        for action in parser._actions:
+            found.update(action.option_strings)
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    found |= flags(sub)
+        return found
+
+    named = {s.flag for s in SETTINGS if s.flag}
+    assert named == {"--db", "--host", "--port"} and named <= flags(_parser())
+
+
+@pytest.mark.parametrize(("name", "raw", "problem"), [
+    ("duckdb_threads", "-1", "duckdb_threads = -1 must be 0 or more"),
+    ("port", "-80", "port = -80 must be 0 or more"),
+    ("sample_paths", "-3", "sample_paths = -3 must be 1 or more"),
+    ("p_watch", "1.5", r"p_watch = 1.5 must be a probability in \[0, 1\]"),
+    ("anomaly_threshold", "nan", r"anomaly_threshold = nan must be a probability in \[0, 1\]"),
+    ("p_schedule", "half", "p_schedule = 'half' is not a number"),
+    ("seed", "1.5", "seed = '1.5' is not an integer"),
+    ("refresh_every", "often", "refresh_every: 'often' is not a duration such as 30m"),
+    ("anomaly_detector", "ECOD", "anomaly_detector = 'ECOD' is not a known detector; known: "
+                                 "ecod, hbos, iforest, knn"),
+])
+def test_every_bad_value_names_the_setting_the_value_and_what_is_allowed(
+        name: str, raw: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=f"^settings: {problem}"):
+        load_settings({f"FORECASTER_{name.upper()}": raw})
+    with pytest.raises(ConfigError, match=f"^arguments: {problem}"):
+        Settings().replace(**{name: raw})
+
+
+def test_good_values_of_every_type_are_read_from_text() -> None:
+    settings = load_settings({"FORECASTER_DB": "x.duckdb", "FORECASTER_P_WATCH": "0.25",
+                              "FORECASTER_ANOMALY_FRESH": "1d12h", "FORECASTER_PORT": "0",
+                              "FORECASTER_SAMPLE_PATHS": "1", "FORECASTER_HOST": "0.0.0.0"})
+    assert settings == Settings(db=Path("x.duckdb"), p_watch=0.25, port=0, sample_paths=1,
+                                anomaly_fresh=timedelta(hours=36), host="0.0.0.0")
+
+
+def test_describe_shows_every_setting_as_text_and_never_a_token() -> None:
+    settings = Settings(read_tokens="secret-r", write_tokens="", anomaly_fresh=timedelta(hours=36))
+    shown = settings.describe()
+    assert list(shown) == [s.name for s in SETTINGS]
+    assert shown["read_tokens"] == "***" and shown["write_tokens"] == ""
+    assert "secret-r" not in str(shown)
+    assert (shown["anomaly_fresh"], shown["stale_min"], shown["db"]) == (
+        "1d12h", "1h", "forecaster.duckdb")
+    assert (shown["p_schedule"], shown["max_request_bytes"]) == ("0.5", "10000000")

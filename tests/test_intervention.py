@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from forecaster.engine.calibration import LEVELS, Calibration
+from forecaster.engine.calibration import LEVELS, PassageCalibration
 from forecaster.engine.intervention import (
     DecisionSettings,
     Evidence,
@@ -41,7 +41,7 @@ def policy(limit: float, direction: str = "above", lead: timedelta = timedelta(h
 
 
 def answer(d: ForecastDist, p: Policy, last: float = 0.0, seed: int = 1,
-           calibration: Calibration | None = None, settings: DecisionSettings = SETTINGS):
+           calibration: PassageCalibration | None = None, settings: DecisionSettings = SETTINGS):
     obs = Observation(last_ts=NOW - STEP, last_value=last, trend_per_day=0.0, level=last)
     return time_to_intervention("svc:queue_depth", d, p, obs, NOW, settings,
                                 np.random.default_rng(seed), calibration=calibration)
@@ -100,7 +100,7 @@ def test_an_uncertain_crossing_is_watched_with_the_probability_it_has() -> None:
 
 def test_a_recalibrated_answer_reads_the_raw_distribution_through_the_map() -> None:
     grid = np.linspace(0.0, 1.0, 201)
-    halve = Calibration(grid=grid, values=grid / 2, weight=100.0)  # every chance said twice
+    halve = PassageCalibration(grid=grid, values=grid / 2, weight=100.0)  # every chance said twice
     d, p = dist(np.zeros(336), 1.0), policy(3.2)
     one_round = replace(SETTINGS, rounds=1)
     raw, fixed = answer(d, p, settings=one_round), answer(d, p, calibration=halve,
@@ -138,7 +138,8 @@ def test_invariants_on_random_distributions(seed: int) -> None:
     # the same with a random monotone recalibration map
     grid = np.linspace(0.0, 1.0, 201)
     values = np.concatenate([[0.0], np.cumsum(rng.uniform(0, 1, 200))])
-    cal = Calibration(grid=grid, values=values / values[-1] * rng.uniform(0.5, 1.0), weight=50)
+    cal = PassageCalibration(grid=grid, values=values / values[-1] * rng.uniform(0.5, 1.0),
+                             weight=50)
     b = answer(dist(mean, sd), policy(limit, "above" if seed % 2 else "below"),
                last=float(mean[0]) - (1 if seed % 2 else -1) * 50, seed=seed, calibration=cal)
     assert 0.0 <= b.p_breach <= 1.0 and b.p_breach == pytest.approx(cal.level(a.p_breach))

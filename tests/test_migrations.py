@@ -9,14 +9,14 @@ import duckdb
 import pytest
 
 from forecaster.errors import SchemaVersionError
-from forecaster.store import LATEST_VERSION, Store, current_version, migrate, sql
+from forecaster.store import LATEST_VERSION, Store, current_version, migrate, migrations
 
 
 def test_a_new_file_gets_every_migration(store: Store, now: datetime) -> None:
     assert store.schema_version == LATEST_VERSION
     rows = store.cursor().sql("SELECT version, description FROM schema_version "
                               "ORDER BY version").fetchall()
-    assert rows == [(v, d) for v, d, _ in sql.MIGRATIONS]
+    assert rows == [(v, d) for v, d, _ in migrations.MIGRATIONS]
     tables = {t for (t,) in store.cursor().sql(
         "SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
     assert {"series", "points", "runs", "run_series", "forecasts", "anomalies",
@@ -61,9 +61,9 @@ def test_a_failed_step_leaves_the_file_at_the_previous_version(
 ) -> None:
     con = duckdb.connect(str(db_path))
     migrate(con, now, target=1)
-    broken = [*sql.MIGRATIONS[:1], (2, "broken", ["CREATE TABLE runs (x INTEGER)",
+    broken = [*migrations.MIGRATIONS[:1], (2, "broken", ["CREATE TABLE runs (x INTEGER)",
                                                   "THIS IS NOT SQL"])]
-    monkeypatch.setattr(sql, "MIGRATIONS", broken)
+    monkeypatch.setattr(migrations, "MIGRATIONS", broken)
     with pytest.raises(duckdb.Error):
         migrate(con, now, target=2)
     assert current_version(con) == 1

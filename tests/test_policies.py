@@ -7,11 +7,11 @@ from conftest import write
 from forecaster.errors import ConfigError
 from forecaster.policies import (
     DEFAULT_POLICIES,
-    format_duration,
     load_policies,
     parse_duration,
     policy_for,
 )
+from forecaster.wording import format_duration
 
 
 def test_durations_round_trip() -> None:

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from forecaster.store.store import INTERRUPTED
+from forecaster.store.runs import INTERRUPTED
 from forecaster.summary import service_answers
 from forecaster.types import DECISIONS
 

@@ -37,7 +37,7 @@ from pyod.models.ecod import ECOD
 from scipy.stats import skew
 from sklearn.utils import check_array
 
-from forecaster.config import DETECTORS
+from forecaster.config import DETECTORS, default
 
 FEATURES = ("level", "step", "spread", "shift", "long_level", "extreme", "long_spread",
             "drift", "seasonal", "extreme_step", "seasonal_spread")
@@ -169,7 +169,7 @@ class AnomalySettings:
             be reported again.
     """
 
-    detector: str = "ecod"
+    detector: str = default("anomaly_detector")  # from forecaster.config.SETTINGS
     window: int = 144
     short: int = 6
     min_train: int = 200
@@ -269,7 +269,7 @@ def features(values: np.ndarray, window: int, short: int, long_window: int = 201
 
 
 @dataclass(slots=True)
-class Calibration:
+class ScoreCalibration:
     """Maps raw detector scores to [0, 1] against the detector's training scores (see the
     module docstring)."""
 
@@ -278,7 +278,7 @@ class Calibration:
     mean_excess: float
 
     @classmethod
-    def fit(cls, train_scores: np.ndarray) -> Calibration:
+    def fit(cls, train_scores: np.ndarray) -> ScoreCalibration:
         s = np.sort(np.asarray(train_scores, dtype=float))
         q90 = float(np.quantile(s, 0.9))
         excess = s[s > q90] - q90
@@ -340,7 +340,7 @@ def score_series(values: np.ndarray, settings: AnomalySettings,
         ok = valid[t:end]
         if train.shape[0] >= 10 and ok.any():
             detector = make_detector(settings.detector, settings.tail).fit(train)
-            calibrate = Calibration.fit(detector.decision_scores_)
+            calibrate = ScoreCalibration.fit(detector.decision_scores_)
             scores = np.zeros(end - t)
             scores[ok] = calibrate(detector.decision_function(block[ok]))
             calibrated[t:end] = scores

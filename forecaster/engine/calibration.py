@@ -39,7 +39,7 @@ _GRID = np.linspace(0.0, 1.0, 201)
 
 
 @dataclass(frozen=True, slots=True)
-class Calibration:
+class PassageCalibration:
     """A monotone map of first-passage CDF levels: raw level ``u`` -> calibrated ``g(u)``.
 
     Attributes:
@@ -151,7 +151,7 @@ def day_weights(series_ids: Sequence[int] | np.ndarray,
 
 def fit(u: Sequence[float] | np.ndarray, censored: Sequence[bool] | np.ndarray,
         weights: Sequence[float] | np.ndarray, prior: float,
-        min_weight: float) -> Calibration | None:
+        min_weight: float) -> PassageCalibration | None:
     """The map ``g`` from scored PIT values (see the module docstring).
 
     Args:
@@ -183,7 +183,7 @@ def fit(u: Sequence[float] | np.ndarray, censored: Sequence[bool] | np.ndarray,
     knots_f = np.concatenate([[0.0], 1.0 - survival[hit]])
     km = np.interp(_GRID, knots_u, knots_f)  # flat after the last event
     values = (total * km + prior * _GRID) / (total + prior)
-    return Calibration(grid=_GRID.copy(), values=np.maximum.accumulate(values), weight=total)
+    return PassageCalibration(grid=_GRID.copy(), values=np.maximum.accumulate(values), weight=total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +208,8 @@ class Scored:
     crossing_s: float | None
 
 
-def fit_record(record: Sequence[Scored], prior: float, min_weight: float) -> Calibration | None:
+def fit_record(record: Sequence[Scored], prior: float,
+               min_weight: float) -> PassageCalibration | None:
     """The map from a record of scored estimates (see :func:`fit_columns`)."""
     if not record:
         return None
@@ -225,7 +226,7 @@ def fit_record(record: Sequence[Scored], prior: float, min_weight: float) -> Cal
 
 def fit_columns(series_id: np.ndarray, as_of: np.ndarray, passage: np.ndarray,
                 p_raw: np.ndarray, horizon_s: np.ndarray, crossing_s: np.ndarray,
-                prior: float, min_weight: float) -> Calibration | None:
+                prior: float, min_weight: float) -> PassageCalibration | None:
     """The map from the columns of a record of scored estimates (those of :class:`Scored`;
     NaN for an absent quantile or crossing): the same in production and in the backtest."""
     if not len(p_raw):
@@ -234,7 +235,7 @@ def fit_columns(series_id: np.ndarray, as_of: np.ndarray, passage: np.ndarray,
     return fit(u, censored, day_weights(series_id, as_of), prior, min_weight)
 
 
-def fit_frame(record: pl.DataFrame, prior: float, min_weight: float) -> Calibration | None:
+def fit_frame(record: pl.DataFrame, prior: float, min_weight: float) -> PassageCalibration | None:
     """The map from a stored record (``Store.calibration_record``: the columns of
     :class:`Scored`, ``passage`` a list column with nulls beyond the horizon)."""
     if record.is_empty():
@@ -247,5 +248,5 @@ def fit_frame(record: pl.DataFrame, prior: float, min_weight: float) -> Calibrat
         prior, min_weight)
 
 
-__all__ = ["LEVELS", "Calibration", "Scored", "day_weights", "fit", "fit_columns", "fit_frame",
-           "fit_record", "pit", "pits"]
+__all__ = ["LEVELS", "PassageCalibration", "Scored", "day_weights", "fit", "fit_columns",
+           "fit_frame", "fit_record", "pit", "pits"]

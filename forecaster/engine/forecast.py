@@ -38,6 +38,7 @@ import polars as pl
 from statsforecast import StatsForecast
 from statsforecast.models import MSTL, AutoETS, AutoTheta, Naive, RandomWalkWithDrift, SeasonalNaive
 
+from forecaster.config import default
 from forecaster.engine.intervention import Z80, ForecastDist, Observation
 from forecaster.engine.scales import Transform, forward, transform_for
 from forecaster.policies import steps_per_day
@@ -60,7 +61,7 @@ class ForecastSettings:
         min_days_after_event: Data needed after an event to train on it alone.
     """
 
-    n_jobs: int = 1
+    n_jobs: int = default("forecast_jobs")  # from forecaster.config.SETTINGS
     cv_steps: int = 72
     cv_windows: int = 2
     min_days: float = 3.0

@@ -50,10 +50,18 @@ from statistics import NormalDist
 
 import numpy as np
 
-from forecaster.engine.calibration import LEVELS, Calibration
+from forecaster.config import default
+from forecaster.engine.calibration import LEVELS, PassageCalibration
 from forecaster.engine.scales import Transform, inverse
-from forecaster.policies import Policy, format_duration, steps_per_day
+from forecaster.policies import Policy, steps_per_day
 from forecaster.types import DECISIONS
+from forecaster.wording import (
+    breached_reason,
+    forecast_reason,
+    stale_breached_reason,
+    stale_reason,
+    trend_phrase,
+)
 
 MIN_RESIDUALS = 48  # in-sample residuals a series needs for its noise to be drawn from them
 MIN_PER_PHASE = 3  # residuals at a time of day needed to draw from that time of day alone
@@ -61,14 +69,6 @@ ONE_OFF_AFTER = 7  # days of residuals at a time of day from which a single extr
 Z80 = 1.2815515655446004  # standard normal quantile of 0.9: the 80% interval is mean +- Z80 sd
 CLEAR_SE = 3.0  # a decision is clear when its thresholds are this many standard errors away
 RECENT_POINTS = 50  # points whose median spacing is a series' usual sampling interval
-
-_ACTION_PHRASE = {"scale_out": "scaling out", "retrain": "retraining", "rollback": "a rollback",
-                  "investigate": "an investigation"}
-_METRIC_PHRASE = {"latency_p50_ms": "p50 latency", "latency_p95_ms": "p95 latency",
-                  "latency_p99_ms": "p99 latency", "ttft_p95_ms": "p95 time to first token",
-                  "error_rate": "error rate", "requests_per_s": "demand",
-                  "tokens_per_s": "token throughput", "quality_score": "quality score",
-                  "negative_feedback_rate": "negative feedback"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,13 +142,14 @@ class DecisionSettings:
         stale_min: ... and never before this long (a policy's ``stale_after`` wins over both).
     """
 
-    p_schedule: float = 0.5
-    p_watch: float = 0.1
-    n_paths: int = 2000
-    refresh_every: timedelta = timedelta(minutes=15)
-    rounds: int = 8
-    stale_intervals: int = 6
-    stale_min: timedelta = timedelta(hours=1)
+    # Defaults from the one table of settings (forecaster.config.SETTINGS).
+    p_schedule: float = default("p_schedule")
+    p_watch: float = default("p_watch")
+    n_paths: int = default("sample_paths")
+    refresh_every: timedelta = default("refresh_every")
+    rounds: int = default("sample_rounds")
+    stale_intervals: int = default("stale_intervals")
+    stale_min: timedelta = default("stale_min")
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,62 +313,6 @@ def is_past(value: float | np.ndarray, policy: Policy) -> bool | np.ndarray:
     return value > policy.limit if policy.direction == "above" else value < policy.limit
 
 
-def _fmt_value(value: float, metric: str) -> str:
-    if metric.endswith("_ms"):
-        return f"{value:,.0f} ms"
-    if metric.endswith("_rate"):
-        return f"{value * 100:.1f}%"
-    if metric.endswith("_per_s"):
-        return f"{value:,.0f}/s"
-    return f"{value:.3g}"
-
-
-def _fmt_days(delta: timedelta) -> str:
-    hours = delta.total_seconds() / 3600
-    return f"{hours:.0f} h" if hours < 36 else f"{hours / 24:.1f} days"
-
-
-def _fmt_span(delta: timedelta) -> str:
-    """A duration as a person says it: 40 s, 5 min, 1 h, 1.5 h, 6 h, 3.4 days."""
-    seconds = delta.total_seconds()
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 36 * 3600:
-        hours = seconds / 3600
-        return f"{hours:.1f} h" if hours < 10 and hours != round(hours) else f"{hours:.0f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
-def _trend_phrase(metric: str, observation: Observation, transform: Transform) -> str:
-    name = _METRIC_PHRASE.get(metric, metric.replace("_", " "))
-    slope, level = observation.trend_per_day, observation.level
-    if transform is Transform.LOG and level > 0:
-        pct = slope / level * 100
-        if abs(pct) < 0.5:
-            return f"{name} is flat"
-        return f"{name} {'rises' if pct > 0 else 'falls'} about {abs(pct):.1f}% a day"
-    scale = 100.0 if metric.endswith("_rate") else 1.0
-    unit = " points" if scale == 100.0 else ""
-    if abs(slope) * scale < 1e-3 * max(abs(level) * scale, 1e-9) * 5:
-        return f"{name} is flat"
-    return (f"{name} {'rises' if slope > 0 else 'falls'} about "
-            f"{abs(slope) * scale:.3g}{unit} a day")
-
-
-def _when(ts: datetime) -> str:
-    return ts.strftime("%a %d %b %H:%M UTC")
-
-
-def _precursor_sentence(evidence: tuple[Evidence, ...]) -> str:
-    if not evidence:
-        return ""
-    listed = ", ".join(f"{e.detail} at {_when(e.ts)}" for e in evidence[:3])
-    more = f" and {len(evidence) - 3} more" if len(evidence) > 3 else ""
-    return f" Precursor anomalies: {listed}{more}."
-
-
 def time_to_intervention(
     unique_id: str,
     dist: ForecastDist,
@@ -377,7 +322,7 @@ def time_to_intervention(
     settings: DecisionSettings,
     rng: np.random.Generator,
     evidence: tuple[Evidence, ...] = (),
-    calibration: Calibration | None = None,
+    calibration: PassageCalibration | None = None,
 ) -> Intervention:
     """Compute the answer for one series.
 
@@ -403,10 +348,8 @@ def time_to_intervention(
         [0, 1], and ``act_by = eta_p10 - lead_time``.
     """
     metric = unique_id.partition(":")[2]
-    limit_txt = _fmt_value(policy.limit, metric)
-    trend = _trend_phrase(metric, observation, dist.transform)
-    action = _ACTION_PHRASE.get(policy.action, policy.action.replace("_", " "))
-    lead = format_duration(policy.lead_time)
+    trend = trend_phrase(metric, observation.trend_per_day, observation.level,
+                         log_scale=dist.transform is Transform.LOG)
     step = dist.step
     eta10: datetime | None
     eta50: datetime | None
@@ -420,9 +363,8 @@ def time_to_intervention(
         decision = "breached"
         eta10 = eta50 = eta90 = max(observation.last_ts, now - step)
         p_breach, act_by = 1.0, now
-        reason = (f"{trend} and is past its limit now: {_fmt_value(observation.last_value, metric)}"
-                  f" {'>' if policy.direction == 'above' else '<'} {limit_txt} "
-                  f"(at {_when(observation.last_ts)}); act now ({action}).")
+        reason = breached_reason(metric, trend, policy, observation.last_value,
+                                 observation.last_ts, evidence)
     else:
         steps = _passage_steps(dist, policy, settings.n_paths, rng)
         # More paths, from the same stream, while a threshold is within reach of the noise.
@@ -448,35 +390,17 @@ def time_to_intervention(
                 for t in _quantile_times(steps, levels, dist, (0.0, 0.5, 1.0))]
         eta10, eta50, eta90 = etas
         act_by = eta10 - policy.lead_time if eta10 is not None else None
-        horizon = _fmt_days(dist.ds[-1].astype("datetime64[us]").item() + step - now)
         if p_breach >= settings.p_schedule and act_by is not None:
             decision = "act_now" if act_by <= now else "schedule"
         elif p_breach >= settings.p_watch or evidence:
             decision = "watch"
         else:
             decision = "ok"
-        if eta50 is not None:
-            span = (f" (80%: {_fmt_days(eta10 - now)} to "  # type: ignore[operator]
-                    f"{_fmt_days(eta90 - now) if eta90 else 'beyond ' + horizon})")
-            crossing = f"crosses {limit_txt} in {_fmt_days(eta50 - now)}{span}"
-        elif eta10 is not None:
-            crossing = (f"may cross {limit_txt} within {horizon} (p={p_breach:.2f}; "
-                        f"earliest in {_fmt_days(eta10 - now)})")
-        else:
-            crossing = f"stays {'below' if policy.direction == 'above' else 'above'} " \
-                       f"{limit_txt} for {horizon} (p={p_breach:.2f})"
-        if decision == "act_now":
-            todo = f"{action} takes {lead}: act now"
-        elif decision == "schedule":
-            todo = f"{action} takes {lead}: act by {_when(act_by)}"  # type: ignore[arg-type]
-        else:
-            todo = ""
-        reason = f"{trend} and {crossing}" + (f"; {todo}" if todo else "") + "."
-        if close is not None:
-            threshold, error = close
-            reason += (f" p={p_breach:.3f} +- {error:.3f} ({paths:,} paths): too close to "
-                       f"{threshold:.2f} to be sure of this decision.")
-    reason += _precursor_sentence(evidence)
+        reason = forecast_reason(
+            metric, trend, policy, now=now,
+            horizon=dist.ds[-1].astype("datetime64[us]").item() + step - now, eta_p10=eta10,
+            eta_p50=eta50, eta_p90=eta90, p_breach=p_breach, decision=decision, act_by=act_by,
+            close=close, paths=paths, evidence=evidence)
     next_check = now + settings.refresh_every
     if decision == "schedule" and act_by is not None:
         next_check = min(next_check, act_by)
@@ -501,7 +425,7 @@ def _passage_steps(dist: ForecastDist, policy: Policy, n_paths: int,
 
 
 def _close_threshold(steps: np.ndarray, thresholds: Sequence[float],
-                     calibration: Calibration | None) -> tuple[float, float] | None:
+                     calibration: PassageCalibration | None) -> tuple[float, float] | None:
     """The first of ``thresholds`` within ``CLEAR_SE`` standard errors of ``p_breach``, with
     that standard error (on the calibrated scale when a map applies); None when all are
     clear."""
@@ -538,31 +462,18 @@ def stale_intervention(unique_id: str, policy: Policy, observation: Observation,
         evidence: Precursor anomalies of the series, listed in the reason.
     """
     metric = unique_id.partition(":")[2]
-    limit_txt = _fmt_value(policy.limit, metric)
-    last_txt = _fmt_value(observation.last_value, metric)
-    if fresh.by_policy:
-        usual = f"its policy calls it stale after {_fmt_span(fresh.stale_after)}"
-    elif fresh.interval is not None:
-        usual = f"it usually reports every {_fmt_span(fresh.interval)}"
-    else:
-        usual = "a single point was ever seen"
-    silent = f"no data since {_when(fresh.last_point)} ({_fmt_span(fresh.age)}; {usual})"
     if is_past(observation.last_value, policy):
         # A breach seen at the last point is an observation, not an extrapolation: a service
         # that fell over often stops reporting too, and must not rank below the schedules.
-        action = _ACTION_PHRASE.get(policy.action, policy.action.replace("_", " "))
-        reason = (f"past its limit at its last point: {last_txt} "
-                  f"{'>' if policy.direction == 'above' else '<'} {limit_txt} (at "
-                  f"{_when(observation.last_ts)}), and {silent}; act now ({action}) and "
-                  "restore the feed.") + _precursor_sentence(evidence)
+        reason = stale_breached_reason(metric, policy, observation.last_value,
+                                       observation.last_ts, fresh, evidence)
         return Intervention(
             unique_id=unique_id, limit=policy.limit, direction=policy.direction,
             action=policy.action, lead_time=policy.lead_time, eta_p10=observation.last_ts,
             eta_p50=observation.last_ts, eta_p90=observation.last_ts, p_breach=1.0,
             act_by=now, decision="breached", next_check_at=now + settings.refresh_every,
             reason=reason, last_value=observation.last_value, evidence=evidence)
-    reason = (f"{silent}: a monitoring problem, not a forecast; last value {last_txt} "
-              f"(limit {limit_txt}).") + _precursor_sentence(evidence)
+    reason = stale_reason(metric, policy, observation.last_value, fresh, evidence)
     return Intervention(
         unique_id=unique_id, limit=policy.limit, direction=policy.direction,
         action=policy.action, lead_time=policy.lead_time, eta_p10=None, eta_p50=None,

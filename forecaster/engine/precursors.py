@@ -24,13 +24,11 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from forecaster.config import default
 from forecaster.engine.anomaly import AnomalySettings, score_series
 from forecaster.engine.intervention import Evidence
 from forecaster.policies import steps_per_day
-
-# bench/nab.py: the standard-profile threshold its corpus-wide sweep chose (0.984033 on the
-# NAB corpus with the default AnomalySettings, 2026-11-26).
-DEFAULT_THRESHOLD = 0.984
+from forecaster.wording import anomaly_detail, corroborated_detail, feature_phrase
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +43,12 @@ class PrecursorSettings:
         corroboration: How close in time two metrics' anomalies must be to corroborate.
     """
 
+    # Defaults from the one table of settings (forecaster.config.SETTINGS).
     detector: AnomalySettings = field(default_factory=AnomalySettings)
-    threshold: float = DEFAULT_THRESHOLD
-    lookback: timedelta = timedelta(hours=24)
-    fresh: timedelta = timedelta(hours=12)
-    corroboration: timedelta = timedelta(minutes=30)
+    threshold: float = default("anomaly_threshold")
+    lookback: timedelta = default("anomaly_lookback")
+    fresh: timedelta = default("anomaly_fresh")
+    corroboration: timedelta = default("anomaly_corroboration")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,36 +90,6 @@ class Anomaly:
     detail: str
     precursor: bool = False
     corroborated_by: tuple[str, ...] = ()
-
-
-def _span(rows: int, step: timedelta) -> str:
-    hours = rows * step.total_seconds() / 3600.0
-    return f"{hours:g} h" if hours < 48 else f"{hours / 24:g} d"
-
-
-def _ratio(log_ratio: float) -> str:
-    # a spread that was ~0 before gives an enormous ratio: say so without overflowing
-    return f"{np.exp(min(log_ratio, 50.0)):.2g}"
-
-
-def _phrase(name: str, value: float, settings: AnomalySettings, step: timedelta) -> str:
-    window, long, short = (_span(settings.window, step), _span(settings.long_window, step),
-                           _span(settings.short, step))
-    phrases = {
-        "level": f"{value:+.1f} sd from its last {window}",
-        "step": f"a jump of {value:+.1f} sd",
-        "spread": f"{short} spread x{_ratio(value)} its last {window}'s",
-        "shift": f"{short} mean {value:+.1f} sd from its last {window}",
-        "long_level": f"{value:+.1f} sd from its last {long}",
-        "extreme": f"rarer than {100 * (1 - 10 ** -value):.2f}% of values seen",
-        "long_spread": f"{_span(12 * settings.short, step)} spread x{_ratio(value)} "
-                       f"its last {long}'s",
-        "drift": f"{_span(12 * settings.short, step)} mean {value:+.1f} sd from its last {long}",
-        "seasonal": f"{value:+.1f} sd from a day earlier",
-        "extreme_step": f"a jump rarer than {100 * (1 - 10 ** -value):.2f}% seen",
-        "seasonal_spread": f"day-on-day spread x{_ratio(value)}",
-    }
-    return phrases.get(name, f"{name} {value:+.2f}")
 
 
 def _drivers(x: np.ndarray, i: int, names: list[str], max_train: int,
@@ -172,12 +141,13 @@ def detect(series: SeriesInput, now: datetime, settings: PrecursorSettings) -> l
         if t[i] <= cut:
             continue
         drivers = _drivers(scores.features, int(i), names, a.max_train)
-        words = "; ".join(_phrase(k, val, cfg, step) for k, val in drivers.items())
+        phrases = [feature_phrase(k, val, step, window=cfg.window, long_window=cfg.long_window,
+                                  short=cfg.short) for k, val in drivers.items()]
         found.append(Anomaly(
             series_id=series.series_id, service=series.service, metric=series.metric,
             kind=series.kind, ts=t[i].astype("datetime64[us]").item(),
             score=float(scores.onset[i]), features=drivers,
-            detail=f"{series.metric} {words}" if words else series.metric))
+            detail=anomaly_detail(series.metric, phrases)))
     return found
 
 
@@ -217,5 +187,5 @@ def evidence(found: Iterable[Anomaly], series_id: int, now: datetime,
             and now - fresh <= a.ts <= now]
     mine.sort(key=lambda a: (-a.score, a.ts))
     return tuple(Evidence(ts=a.ts, score=a.score,
-                          detail=f"{a.detail} (with {', '.join(a.corroborated_by)})")
+                          detail=corroborated_detail(a.detail, a.corroborated_by))
                  for a in mine)
