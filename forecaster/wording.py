@@ -357,6 +357,12 @@ def _ratio(log_ratio: float) -> str:
     return f"{math.exp(min(log_ratio, 50.0)):.2g}"
 
 
+def _rarity(value: float) -> str:
+    # `value` is -log10 of a tail share; clamped so that a series that drops by hundreds of its
+    # standard deviations is phrased, not an OverflowError that fails the series' whole scan
+    return f"{100 * (1 - 10 ** -min(max(value, -300.0), 300.0)):.2f}"
+
+
 def feature_phrase(name: str, value: float, step: timedelta, *, window: int, long_window: int,
                    short: int) -> str:
     """What an anomaly feature's value says: ``+4.2 sd from its last 12 h``.
@@ -379,11 +385,11 @@ def feature_phrase(name: str, value: float, step: timedelta, *, window: int, lon
         "spread": f"{recent} spread x{_ratio(value)} its last {win}'s",
         "shift": f"{recent} mean {value:+.1f} sd from its last {win}",
         "long_level": f"{value:+.1f} sd from its last {long}",
-        "extreme": f"rarer than {100 * (1 - 10 ** -value):.2f}% of values seen",
+        "extreme": f"rarer than {_rarity(value)}% of values seen",
         "long_spread": f"{medium} spread x{_ratio(value)} its last {long}'s",
         "drift": f"{medium} mean {value:+.1f} sd from its last {long}",
         "seasonal": f"{value:+.1f} sd from a day earlier",
-        "extreme_step": f"a jump rarer than {100 * (1 - 10 ** -value):.2f}% seen",
+        "extreme_step": f"a jump rarer than {_rarity(value)}% seen",
         "seasonal_spread": f"day-on-day spread x{_ratio(value)}",
     }
     return phrases.get(name, f"{name} {value:+.2f}")

@@ -302,3 +302,17 @@ def test_wording_loads_neither_numpy_nor_the_engine() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "['forecaster.clock', 'forecaster.wording']"
+
+
+def test_feature_phrases_of_extreme_values_never_overflow() -> None:
+    """A flat series that drops by hundreds of standard deviations once made ``10 ** -value``
+    overflow and failed the series' whole anomaly scan; every phrase is written instead."""
+    from forecaster.engine.anomaly import FEATURES
+
+    for name in FEATURES:
+        for value in (-1e6, -400.0, 400.0, 1e6):
+            text = wording.feature_phrase(name, value, timedelta(minutes=5), window=144,
+                                          long_window=2016, short=6)
+            assert text
+    assert wording.feature_phrase("extreme", 3.7, timedelta(minutes=5), window=144,
+                                  long_window=2016, short=6) == "rarer than 99.98% of values seen"
