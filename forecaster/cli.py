@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from forecaster.config import Settings
     from forecaster.ingest_report import IngestReport
     from forecaster.policies import Policy
+    from forecaster.report.week import Week
     from forecaster.sources.files import ReadSpec
     from forecaster.store import Store
+    from forecaster.store.reads import StoreReads
 
 EXIT_OK = 0
 EXIT_REJECTED = 1  # some rows or files were refused; the rest was stored
@@ -65,6 +67,26 @@ def _timestamp(text: str) -> datetime:
     except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an ISO 8601 time such as 2026-11-26T08:00:00Z") from None
+
+
+def _week(text: str) -> Week:
+    from forecaster.report.week import parse_week
+
+    try:
+        return parse_week(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number such as 1.3 "
+                                         "(30% more demand)")
+    return value
 
 
 def _duration(text: str) -> timedelta:
@@ -166,6 +188,23 @@ def _parser() -> argparse.ArgumentParser:
     back.add_argument("--policies", type=Path, help="policy TOML file (default: setting "
                       "`policies`)")
     back.add_argument("--json", action="store_true", help="print JSON")
+
+    rep = commands.add_parser(
+        "report", help="write the weekly capacity-planning report (HTML and JSON) of a week "
+        "from the stored runs, and keep it in the database",
+        description="Write the weekly capacity-planning report: top risks, headroom per service, "
+        "charts of the series that need something, what changed, how right past estimates "
+        "were, anomalies and events, what-ifs. One self-contained HTML file (opens with no "
+        "network) and a JSON file of the same figures.")
+    rep.add_argument("--week", type=_week, help="ISO week, for example 2026-W48 (default: the "
+                     "week of the newest published run)")
+    rep.add_argument("--out", type=Path, default=Path("reports"),
+                     help="folder to write to (default ./reports)")
+    rep.add_argument("--what-if", type=_factor, action="append", dest="what_if",
+                     metavar="FACTOR", help="demand multiplier for the what-if table; repeat "
+                     "for several (default: setting `report_what_if`)")
+    rep.add_argument("--policies", type=Path, help="policy TOML file (default: setting "
+                     "`policies`)")
 
     commands.add_parser("summary", help="per-service summary of what is stored")
     commands.add_parser("migrate", help="create or upgrade the database schema")
@@ -273,6 +312,23 @@ def _backtest(store: Store, settings: Settings, args: argparse.Namespace, out: T
     return EXIT_OK
 
 
+def _report(store: Store, settings: Settings, args: argparse.Namespace, now: datetime,
+            out: TextIO) -> int:
+    from forecaster.config import demand_factors
+    from forecaster.report.gather import keep, make, write
+
+    factors = tuple(args.what_if) if args.what_if else demand_factors(settings.report_what_if)
+    made = make(store, _policies(args.policies, settings), args.week, now, factors,
+                settings.seed)
+    keep(store, made)
+    page = write(made, args.out)
+    report = made.report
+    print(f"week {report.week}: run {report.run_id} as of {report.as_of:%Y-%m-%d %H:%M} UTC, "
+          f"{len(report.risks)} risks, {len(report.plans)} services", file=out)
+    print(f"wrote {page}\nwrote {page.with_suffix('.json')}", file=out)
+    return EXIT_OK
+
+
 def _remote_for(settings: Settings, refused: StoreLockedError,
                 err: TextIO) -> RemoteStore:
     """The server that holds ``settings.db``, to read through its API.
@@ -295,7 +351,7 @@ def _remote_for(settings: Settings, refused: StoreLockedError,
 
 
 def _read(settings: Settings, now: datetime, err: TextIO,
-          read: Callable[[Store | RemoteStore], int]) -> int:
+          read: Callable[[StoreReads], int]) -> int:
     """Run a read command on the file, or through the server that holds it."""
     from forecaster.store import Store
 
@@ -319,8 +375,8 @@ def _read(settings: Settings, now: datetime, err: TextIO,
 
 
 def _interventions(args: argparse.Namespace, now: datetime,
-                   out: TextIO) -> Callable[[Store | RemoteStore], int]:
-    def read(store: Store | RemoteStore) -> int:
+                   out: TextIO) -> Callable[[StoreReads], int]:
+    def read(store: StoreReads) -> int:
         from forecaster.summary import render_interventions, service_answers
 
         frame = store.interventions()
@@ -337,8 +393,8 @@ def _interventions(args: argparse.Namespace, now: datetime,
     return read
 
 
-def _anomalies(args: argparse.Namespace, out: TextIO) -> Callable[[Store | RemoteStore], int]:
-    def read(store: Store | RemoteStore) -> int:
+def _anomalies(args: argparse.Namespace, out: TextIO) -> Callable[[StoreReads], int]:
+    def read(store: StoreReads) -> int:
         import polars as pl
 
         from forecaster.summary import render_anomalies
@@ -464,6 +520,8 @@ def run(argv: Sequence[str], environ: dict[str, str], clock: Callable[[], dateti
             return EXIT_OK
         if args.command == "backtest":
             return _backtest(store, settings, args, out)
+        if args.command == "report":
+            return _report(store, settings, args, now, out)
         from forecaster.sources.files import ReadSpec, ingest_files
 
         spec = ReadSpec(columns=dict(args.column), service=args.service,

@@ -14,7 +14,10 @@ once.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import tomllib
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -63,6 +66,76 @@ PROBABILITY = Rule(lambda value: 0.0 <= value <= 1.0, "a number in [0, 1]",
                    "{name} = {value} must be a probability in [0, 1]")
 LONGER_THAN_ZERO = Rule(lambda value: value > timedelta(0), "a duration longer than 0s",
                         "{name} must be longer than 0s")
+
+# The weekly report: on which day, at what time of day, in which time zone, with which what-ifs.
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK_TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+
+
+def clock_time(text: str) -> tuple[int, int]:
+    """``"06:30"`` -> ``(6, 30)``.
+
+    Raises:
+        ValueError: not a 24-hour ``HH:MM`` time of day.
+    """
+    match = _CLOCK_TIME.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a time of day HH:MM (24-hour), for example 06:00")
+    return int(match[1]), int(match[2])
+
+
+def _is_clock_time(text: str) -> bool:
+    try:
+        clock_time(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_time_zone(text: str) -> bool:
+    # zoneinfo refuses an unknown key, a path, a folder of the database and a NUL differently
+    try:
+        zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def demand_factors(text: str) -> tuple[float, ...]:
+    """``"1.3, 2"`` -> ``(1.3, 2.0)``: the what-if demand multipliers (empty: none).
+
+    Raises:
+        ValueError: an item that is not a finite number above 0; the message names it.
+    """
+    factors = []
+    for item in (part.strip() for part in text.split(",")) if text.strip() else ():
+        try:
+            factor = float(item)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a number") from None
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"{item!r} is not a number above 0")
+        factors.append(factor)
+    return tuple(factors)
+
+
+def _are_factors(text: str) -> bool:
+    try:
+        demand_factors(text)
+    except ValueError:
+        return False
+    return True
+
+
+CLOCK_TIME = Rule(_is_clock_time, "a time of day `HH:MM` (24-hour)",
+                  "{name} = {value!r} is not a time of day; write HH:MM (24-hour), for example "
+                  "06:00")
+TIME_ZONE = Rule(_is_time_zone, "an IANA time zone name such as `UTC` or `Europe/Paris`",
+                 "{name} = {value!r} is not a known IANA time zone name; write one such as UTC, "
+                 "Europe/Paris or America/New_York")
+FACTORS = Rule(_are_factors, "numbers above 0, comma-separated (empty for none)",
+               "{name} = {value!r} is not a list of demand multipliers; write numbers above 0 "
+               "separated by commas, for example 1.3 or 1.3,2")
 
 # How a value of each type is written in the documentation when no rule says more.
 _TYPE_WORDS: dict[type, str] = {Path: "a path", str: "text", int: "an integer",
@@ -214,6 +287,17 @@ SETTINGS: tuple[Setting, ...] = (
             "by modification time and size, known by their resolved path, so `./in/*.csv` and "
             "`in/*.csv` are the same)"),
     Setting("ingest_requests_from", "", str, "the same for request-log files"),
+    Setting("report_day", "mon", str,
+            "day of the week the service makes the weekly capacity-planning report, of the last "
+            "full ISO week (Monday to Sunday, UTC)", one_of(WEEKDAYS, "day of the week")),
+    Setting("report_time", "06:00", str,
+            "time of day the weekly report is made, in `report_timezone`", CLOCK_TIME),
+    Setting("report_timezone", "UTC", str,
+            "time zone of `report_day` and `report_time` (the week reported on is always the "
+            "ISO week in UTC)", TIME_ZONE),
+    Setting("report_what_if", "1.3", str,
+            "demand multipliers of the report's what-ifs: `1.3,2` shows 30% and 100% more "
+            "demand", FACTORS),
 )
 _BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
@@ -270,6 +354,10 @@ class Settings:
     max_request_bytes: int = default("max_request_bytes")
     ingest_points_from: str = default("ingest_points_from")
     ingest_requests_from: str = default("ingest_requests_from")
+    report_day: str = default("report_day")
+    report_time: str = default("report_time")
+    report_timezone: str = default("report_timezone")
+    report_what_if: str = default("report_what_if")
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and checked."""

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from forecaster.config import Settings
+from forecaster.config import Settings, demand_factors
 from forecaster.errors import InputError
 from forecaster.policies import load_policies
 from forecaster.sources.files import ReadSpec, ingest_files
@@ -105,6 +105,14 @@ def run_demo(settings: Settings, data: Path, clock: Callable[[], datetime], out:
                                    store.run(result.run_id), as_of), file=out)
         print(render_anomalies(store.anomalies(run_id=result.run_id), store.run(result.run_id)),
               file=out)
+        from forecaster.report.gather import keep, make, write
+
+        made = make(store, policies, None, clock(), demand_factors(settings.report_what_if),
+                    settings.seed)
+        keep(store, made)
+        page = write(made, settings.db.parent)
+        print(f"The weekly capacity-planning report: {page} (figures in "
+              f"{page.with_suffix('.json').name}); open it in a browser.\n", file=out)
     return as_of
 
 

@@ -12,8 +12,13 @@ The worker process and any process it starts die with the server, however it sto
 ``kill -9``): see ``_worker_init``. A run a killed server left ``running`` is marked failed when
 the file is next opened (:meth:`forecaster.store.Store.open`).
 
-Room for more jobs (the weekly report): :meth:`Service.start` adds jobs to one scheduler whose
-single worker thread runs them one after another.
+The weekly capacity-planning report is the second job: a cron trigger at ``report_day``
+``report_time`` in ``report_timezone`` makes the report of the last full ISO week from the stored
+runs and keeps it in the store. Like the refresh, the store is read and written here and the
+heavy part (capacity fits, charts, the page) runs in the worker process; a week without a
+published run is recorded as skipped, a failure as a failure (job state, log), and neither stops
+the scheduler. ``POST /v1/reports`` makes one now through :meth:`Service.make_report`; one report
+at a time. The scheduler's single worker thread runs its jobs one after another.
 """
 
 from __future__ import annotations
@@ -37,18 +42,26 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from forecaster.clock import to_utc_naive
-from forecaster.config import Settings
+from forecaster.config import Settings, clock_time, demand_factors
 from forecaster.errors import InputError
 from forecaster.pipeline import RunResult, run_once
-from forecaster.policies import load_policies
+from forecaster.policies import Policy, load_policies
 from forecaster.sources.files import ReadSpec, ingest_files
 from forecaster.store import Store
+
+if TYPE_CHECKING:
+    from forecaster.report.build import Inputs
+    from forecaster.report.week import Week
+
+T = TypeVar("T")
 
 log = logging.getLogger("forecaster.service")
 
@@ -62,18 +75,45 @@ class RefreshBusyError(RuntimeError):
         self.run_id = run_id
 
 
+class ReportBusyError(RuntimeError):
+    """A report is already being made."""
+
+    def __init__(self, week: str | None) -> None:
+        super().__init__(f"the report of {week} is being made; try again when it is done"
+                         if week else "a report is being made; try again when it is done")
+        self.week = week
+
+
 @dataclass(slots=True)
 class JobStatus:
-    """The last outcome of one job."""
+    """The last outcome of one job.
+
+    Attributes:
+        name: ``refresh`` or ``report``.
+        runs: Times the job ran (skipped ones included).
+        failures: Times it failed.
+        skipped: Times it found nothing to do (the report: no run published in its week).
+        last_started: When it last started (the service's clock).
+        last_finished: When it last finished.
+        last_ok: Whether the last run succeeded (None: never ran, or skipped).
+        last_error: The last failure's error, until a run succeeds.
+        last_skip: Why the last skipped run was skipped.
+        last_run_id: The run it last made (refresh) or read (report).
+        last_week: The week it last reported on (report).
+        last_duration_s: How long the last run took.
+    """
 
     name: str
     runs: int = 0
     failures: int = 0
+    skipped: int = 0
     last_started: datetime | None = None
     last_finished: datetime | None = None
     last_ok: bool | None = None
     last_error: str | None = None
+    last_skip: str | None = None
     last_run_id: int | None = None
+    last_week: str | None = None
     last_duration_s: float | None = None
 
 
@@ -221,8 +261,16 @@ def _worker_init(parent: int, arm: bool) -> None:
                      daemon=True).start()
 
 
+def report_trigger(settings: Settings) -> CronTrigger:
+    """The weekly report's trigger: ``report_day`` at ``report_time`` in ``report_timezone``
+    (the settings were checked when read)."""
+    hour, minute = clock_time(settings.report_time)
+    return CronTrigger(day_of_week=settings.report_day, hour=hour, minute=minute,
+                       timezone=ZoneInfo(settings.report_timezone))
+
+
 class Service:
-    """The store, its refresh job and what the API reports about them.
+    """The store, its refresh and report jobs and what the API reports about them.
 
     Args:
         store: The open database; this process is its only writer.
@@ -236,10 +284,13 @@ class Service:
         self.settings = settings
         self.clock = clock
         self.refresh_status = JobStatus("refresh")
+        self.report_status = JobStatus("report")
         self.ingest_rows: Counter[tuple[str, str]] = Counter()
         self.on_publish: list[Callable[[int], None]] = []
         self._lock = threading.Lock()
         self._running: int | None = None
+        self._report_lock = threading.Lock()
+        self._reporting: str | None = None  # the week being reported on
         self._as_of = clock()
         self._started = time.monotonic()  # of the running refresh: durations are not clock-bound
         # resolved absolute path -> (mtime, size) ingested: one spelling for look-up and store
@@ -252,7 +303,8 @@ class Service:
 
     def start(self, first_run_in: timedelta = timedelta(0)) -> None:
         """Start the scheduler: the refresh job every ``refresh_every``, the first one after
-        ``first_run_in``."""
+        ``first_run_in``; the report job at ``report_day`` ``report_time`` in
+        ``report_timezone`` every week."""
         scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(max_workers=1)},
@@ -260,6 +312,8 @@ class Service:
         scheduler.add_job(self.scheduled_refresh, "interval", id="refresh", name="refresh",
                           seconds=self.settings.refresh_every.total_seconds(),
                           next_run_time=self.clock().replace(tzinfo=UTC) + first_run_in)
+        scheduler.add_job(self.scheduled_report, report_trigger(self.settings), id="report",
+                          name="weekly report")
         # the worker first (from this thread: see _compute_pool), so the first run has it
         self._pool = _compute_pool()
         scheduler.start()
@@ -283,12 +337,34 @@ class Service:
 
     def next_refresh_at(self) -> datetime | None:
         """When the scheduler runs the refresh job next (UTC, naive)."""
+        return self._next_run_at("refresh")
+
+    def next_report_at(self) -> datetime | None:
+        """When the scheduler makes the weekly report next (UTC, naive)."""
+        return self._next_run_at("report")
+
+    def _next_run_at(self, job_id: str) -> datetime | None:
         if self._scheduler is None:
             return None
-        job = self._scheduler.get_job("refresh")
+        job = self._scheduler.get_job(job_id)
         if job is None or job.next_run_time is None:
             return None
         return to_utc_naive(job.next_run_time)
+
+    def run_job_now(self, job_id: str) -> None:
+        """Run a scheduled job (``refresh`` or ``report``) once now, on the scheduler's worker
+        thread like its regular runs, which stay as they are.
+
+        Raises:
+            KeyError: the scheduler is not running, or has no such job.
+        """
+        scheduler = self._scheduler
+        job = scheduler.get_job(job_id) if scheduler is not None else None
+        if scheduler is None or job is None:
+            raise KeyError(f"no scheduled job {job_id!r}; jobs: refresh, report (while the "
+                           "scheduler runs)")
+        scheduler.add_job(job.func, id=f"{job_id}-now", name=f"{job.name} (now)",
+                          replace_existing=True)
 
     @property
     def running_run_id(self) -> int | None:
@@ -391,6 +467,129 @@ class Service:
             for listener in self.on_publish:
                 listener(run_id)
         return result
+
+    # -- weekly report -----------------------------------------------------------------------
+
+    def scheduled_report(self) -> None:
+        """The weekly job: make and keep the report of the last full week. Never raises.
+
+        A week without a published run is recorded as skipped (with the reason), a failure as a
+        failure; both are logged and shown with the job's state (``/readyz``).
+        """
+        from forecaster.report.week import last_full_week
+
+        status = self.report_status
+        started = time.monotonic()
+        now = self.clock()
+        week = last_full_week(now)
+        status.last_started, status.last_week = now, week.label
+        with self._report_lock:  # waits for a report the API is making
+            self._reporting = week.label
+            try:
+                policies = self.policies()
+                try:
+                    inputs = self._report_inputs(policies, week)
+                except InputError as exc:  # no run in the week: nothing to report on
+                    status.skipped += 1
+                    status.last_ok, status.last_skip = None, str(exc)
+                    log.warning("weekly report skipped: %s", exc)
+                else:
+                    made = self._render_and_keep(inputs)
+                    status.last_ok, status.last_error = True, None
+                    status.last_run_id = made["run_id"]
+                    log.info("weekly report of %s kept (run %s, %d bytes)", made["week"],
+                             made["run_id"], made["html_bytes"])
+            except Exception as exc:  # noqa: BLE001 - a failed job never stops the scheduler
+                status.failures += 1
+                status.last_ok, status.last_error = False, f"{type(exc).__name__}: {exc}"
+                log.error("weekly report of %s failed: %s\n%s", week.label, status.last_error,
+                          traceback.format_exc())
+            finally:
+                status.runs += 1
+                status.last_finished = self.clock()
+                status.last_duration_s = time.monotonic() - started
+                self._reporting = None
+
+    def make_report(self, week: Week | None) -> dict[str, Any]:
+        """Make the report of ``week`` now (default: the newest published run's week) and keep
+        it, replacing an earlier one of that week (``POST /v1/reports``).
+
+        Returns:
+            The kept report: week, week_start, run_id, as_of, made_at, html_bytes.
+
+        Raises:
+            ReportBusyError: a report is being made.
+            InputError: no run published yet, or none in ``week``; the message names the week.
+            ConfigError: the policy file cannot be read.
+        """
+        from forecaster.report.gather import latest_week
+
+        if not self._report_lock.acquire(blocking=False):
+            raise ReportBusyError(self._reporting)
+        try:
+            chosen = week if week is not None else latest_week(self.store)
+            self._reporting = chosen.label
+            return self._render_and_keep(self._report_inputs(self.policies(), chosen))
+        finally:
+            self._reporting = None
+            self._report_lock.release()
+
+    def policies(self) -> tuple[Policy, ...]:
+        """The policies in force: the built-in ones and the ``policies`` file, read now (it may
+        have changed since the last refresh).
+
+        Raises:
+            ConfigError: the file cannot be read or holds a bad policy.
+        """
+        return tuple(load_policies(Path(self.settings.policies) if self.settings.policies
+                                   else None))
+
+    def _report_inputs(self, policies: tuple[Policy, ...], week: Week) -> Inputs:
+        """What the report of ``week`` reads, read here (the store's process).
+
+        Raises:
+            InputError: no run was published in ``week``.
+        """
+        from forecaster.report.gather import gather
+
+        return gather(self.store, policies, week)
+
+    def _render_and_keep(self, inputs: Inputs) -> dict[str, Any]:
+        """Render a gathered report in the worker process and keep it in the store."""
+        made_at = self.clock()
+        from forecaster.report.gather import render as render_report
+
+        page, figures = self._compute(render_report, inputs, made_at,
+                                      demand_factors(self.settings.report_what_if),
+                                      self.settings.seed)
+        run_id, as_of = int(inputs.run["run_id"]), inputs.run["as_of"]
+        self.store.save_report(week=inputs.week.label, week_start=inputs.week.start,
+                               run_id=run_id, as_of=as_of, made_at=made_at, html=page,
+                               figures=figures)
+        return {"week": inputs.week.label, "week_start": inputs.week.start, "run_id": run_id,
+                "as_of": as_of, "made_at": made_at, "html_bytes": len(page.encode())}
+
+    def _compute(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(*args)`` in the worker process (in this thread when the service was not
+        started); a worker that died is replaced for the next job."""
+        pool = self._pool
+        if pool is None:
+            return work(*args)
+        try:
+            return pool.submit(work, *args).result()
+        except BrokenProcessPool:
+            if self._pool is pool:  # the refresh may have replaced it already
+                self._pool = _compute_pool()
+            raise
+
+    def report_job(self) -> dict[str, Any]:
+        """The weekly job's state, as ``/readyz`` shows it."""
+        status = self.report_status
+        return {"runs": status.runs, "failures": status.failures, "skipped": status.skipped,
+                "last_ok": status.last_ok, "last_week": status.last_week,
+                "last_error": status.last_error, "last_skip": status.last_skip,
+                "last_finished": status.last_finished, "making": self._reporting,
+                "next_report_at": self.next_report_at()}
 
     # -- ingest ------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ the JSON and Arrow encoding and bounded body reads; :mod:`~forecaster.api.params
 :mod:`~forecaster.api.models` the documented parameters and bodies; :mod:`~forecaster.api.rows`
 a pushed batch's rows; and one router per resource: :mod:`~forecaster.api.health`,
 :mod:`~forecaster.api.answers`, :mod:`~forecaster.api.data`, :mod:`~forecaster.api.runs`,
-:mod:`~forecaster.api.ingest`.
+:mod:`~forecaster.api.ingest`, :mod:`~forecaster.api.reports`, :mod:`~forecaster.api.charts`.
 """
 
 from __future__ import annotations

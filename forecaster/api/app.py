@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
 
-from forecaster.api import answers, data, health, ingest, runs
+from forecaster.api import answers, charts, data, health, ingest, reports, runs
 from forecaster.api.deps import RunCache
 from forecaster.api.models import ERROR_SCHEMA
 from forecaster.api.wire import json_response, problems
@@ -71,7 +71,7 @@ def create_app(service: Service, *, start_scheduler: bool = True) -> FastAPI:
     app.exception_handler(HTTPException)(_http_error)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(Exception)(_unexpected)
-    for module in (health, answers, data, runs, ingest):
+    for module in (health, answers, data, runs, ingest, reports, charts):
         app.include_router(module.router)
     return app
 

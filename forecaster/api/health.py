@@ -54,6 +54,7 @@ def readyz(service: ServiceDep, store: StoreDep, cache: CacheDep) -> Response:
     checks["refresh_job"] = {"runs": job.runs, "failures": job.failures,
                              "last_ok": job.last_ok, "last_error": job.last_error,
                              "running_run_id": service.running_run_id}
+    checks["report_job"] = service.report_job()
     ready = bool(checks["database"]["ok"] and checks["scheduler"]["ok"])
     return json_response({"ready": ready, **checks}, 200 if ready else 503)
 

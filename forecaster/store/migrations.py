@@ -215,6 +215,22 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             FROM series""",
         ],
     ),
+    (
+        9,
+        "weekly capacity-planning reports",
+        [
+            # One report per ISO week (the latest made wins): the page and its figures as made,
+            # so a report read later says what was said then, even after newer runs.
+            """CREATE TABLE reports (
+                week VARCHAR PRIMARY KEY,
+                week_start TIMESTAMP NOT NULL,
+                run_id BIGINT NOT NULL,
+                as_of TIMESTAMP NOT NULL,
+                made_at TIMESTAMP NOT NULL,
+                html VARCHAR NOT NULL,
+                figures JSON NOT NULL)""",
+        ],
+    ),
 ]
 
 SCHEMA_VERSION_TABLE_EXISTS = (

@@ -91,6 +91,19 @@ def run(cur: duckdb.DuckDBPyConnection, run_id: int | None) -> dict[str, Any] | 
     return rows[0] if rows else None
 
 
+def run_before(cur: duckdb.DuckDBPyConnection, end: datetime) -> dict[str, Any] | None:
+    """The latest published run whose as-of time is before ``end``, or None."""
+    rows = frame(cur, sql.RUN_BEFORE, [end]).to_dicts()
+    return rows[0] if rows else None
+
+
+def anomalies_between(cur: duckdb.DuckDBPyConnection, start: datetime,
+                      end: datetime) -> pl.DataFrame:
+    """Anomalies any published run found in ``[start, end)``, once per series and time,
+    precursors first, then newest first."""
+    return frame(cur, sql.ANOMALIES_BETWEEN, [start, end])
+
+
 def runs(cur: duckdb.DuckDBPyConnection, limit: int) -> pl.DataFrame:
     """The newest runs, published or not."""
     return frame(cur, sql.RUNS, [limit])

@@ -40,6 +40,22 @@ RUNS = """
 SELECT run_id, started_at, finished_at, as_of, status, trigger, error, detail
 FROM runs ORDER BY run_id DESC LIMIT ?"""
 
+# The latest published run whose as-of time is before parameter 1 (a week's last run).
+RUN_BEFORE = """
+SELECT run_id, started_at, finished_at, as_of, status, trigger, error, detail
+FROM runs WHERE status = 'published' AND as_of < ?
+ORDER BY as_of DESC, run_id DESC LIMIT 1"""
+
+# Every anomaly published runs found in [start, end), once per series and time (refreshes every
+# few minutes find the same onset again): the latest run's row of each.
+ANOMALIES_BETWEEN = """
+SELECT a.run_id, a.service || ':' || a.metric AS unique_id, a.service, a.metric, a.ts, a.score,
+       a.precursor, a.corroborated_by, a.detail, a.detector
+FROM anomalies a JOIN runs r ON r.run_id = a.run_id AND r.status = 'published'
+WHERE a.is_anomaly AND a.ts >= ? AND a.ts < ?
+QUALIFY row_number() OVER (PARTITION BY a.service, a.metric, a.ts ORDER BY a.run_id DESC) = 1
+ORDER BY a.precursor DESC NULLS LAST, a.ts DESC, a.score DESC, unique_id"""
+
 # An anomaly row keeps the service and metric it was found under (a series of a watched
 # service), so its unique_id is built from those, not looked up.
 ANOMALIES = """

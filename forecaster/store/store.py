@@ -21,7 +21,7 @@ import pyarrow as pa
 from forecaster.config import Settings
 from forecaster.errors import StoreLockedError
 from forecaster.ingest_report import IngestReport
-from forecaster.store import events, lock, points, request_logs, runs, scores, staging
+from forecaster.store import events, lock, points, reports, request_logs, runs, scores, staging
 from forecaster.store.connection import HELD, connect, empty_for, set_utc
 from forecaster.store.migrations import current_version, migrate, require_latest
 from forecaster.store.reads import run_or_latest
@@ -288,6 +288,33 @@ class Store:
     def runs(self, limit: int = 20) -> pl.DataFrame:
         """The newest runs, published or not."""
         return runs.runs(self.cursor(), limit)
+
+    def run_before(self, end: datetime) -> dict[str, Any] | None:
+        """The latest published run whose as-of time is before ``end`` (a week's last run)."""
+        return runs.run_before(self.cursor(), end)
+
+    def anomalies_between(self, start: datetime, end: datetime) -> pl.DataFrame:
+        """Anomalies any published run found in ``[start, end)``, once per series and time."""
+        return runs.anomalies_between(self.cursor(), start, end)
+
+    # -----------------------------------------------------------------------------------------
+    # Reports
+
+    def save_report(self, *, week: str, week_start: datetime, run_id: int, as_of: datetime,
+                    made_at: datetime, html: str, figures: str) -> None:
+        """Keep a week's capacity-planning report (replacing an earlier one of that week)."""
+        with self._writer() as cur:
+            reports.save_report(cur, week=week, week_start=week_start, run_id=run_id,
+                                as_of=as_of, made_at=made_at, html=html, figures=figures)
+
+    def reports(self, limit: int = 52) -> pl.DataFrame:
+        """The kept reports, newest week first: week, week_start, run_id, as_of, made_at,
+        html_bytes."""
+        return reports.reports(self.cursor(), limit)
+
+    def report(self, week: str | None = None) -> dict[str, Any] | None:
+        """One kept report (default: the newest week's) with its ``html`` and ``figures``."""
+        return reports.report(self.cursor(), week)
 
     def interventions(self, run_id: int | None = None) -> pl.DataFrame:
         """A published run's answers (default: the latest), most urgent first."""
