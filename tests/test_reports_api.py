@@ -230,6 +230,15 @@ def test_a_report_made_now_is_kept_listed_and_served_as_html_or_json(served: Ser
         assert (body["week"], body["run_id"], body["factors"]) == ("2026-W48", served.run_id,
                                                                    [1.3, 2.0])
         assert sorted(p["service"] for p in body["plans"]) == sorted(SERVICES)
+        # the report's dates are the API's, for the same run, written the same way
+        answers = http.get("/v1/interventions").json()
+        assert answers["run_id"] == body["run_id"]
+        by_uid = {a["unique_id"]: a for a in answers["items"]}
+        assert body["risks"]
+        for risk in body["risks"]:
+            api = by_uid[risk["unique_id"]]
+            for key in ("decision", "eta_p10", "eta_p50", "eta_p90", "act_by", "p_breach"):
+                assert risk[key] == api[key], (risk["unique_id"], key)
         again = http.get("/v1/reports/latest", headers={"If-None-Match": page.headers["etag"]})
         assert again.status_code == 304 and not again.content
 
