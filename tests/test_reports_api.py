@@ -307,7 +307,7 @@ def test_an_absent_week_is_404_naming_it_and_the_kept_weeks(served: Served) -> N
     ("2026-48", "is not of the form YYYY-Www"), ("W48-2026", "is not of the form YYYY-Www"),
     ("2026-W54", "does not exist: 2026 has weeks 01 to 53"),
     ("2025-W53", "does not exist: 2025 has weeks 01 to 52"),
-    ("0000-W01", "is not a week of the years 1970 to 2199 (YYYY-Www"),
+    ("0000-W01", "is outside the years 1970 to 2199 (YYYY-Www"),
     ("2300-W01", "is outside the years 1970 to 2199"),
 ])
 def test_a_malformed_week_is_422_saying_the_form(served: Served, week: str, says: str) -> None:

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from forecaster.clock import MAX_YEAR, MIN_YEAR
+
 _WEEK_RE = re.compile(r"(\d{4})-W(\d{2})")
 
 
@@ -68,8 +70,9 @@ def parse_week(text: str) -> Week:
     if match is None:
         raise ValueError(f"week {text!r} is not of the form YYYY-Www (for example 2026-W48)")
     year, number = int(match[1]), int(match[2])
-    if not 1 <= year <= 9998:
-        raise ValueError(f"week {text!r}: the year must be 0001 to 9998 (for example 2026-W48)")
+    if not MIN_YEAR <= year <= MAX_YEAR:  # the store's years; also keeps `date` from failing
+        raise ValueError(f"week {text!r} is outside the years {MIN_YEAR} to {MAX_YEAR} "
+                         "(YYYY-Www, for example 2026-W48)")
     try:
         date.fromisocalendar(year, number, 1)
     except ValueError:

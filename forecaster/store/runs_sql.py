@@ -46,26 +46,28 @@ SELECT run_id, started_at, finished_at, as_of, status, trigger, error, detail
 FROM runs WHERE status = 'published' AND as_of < ?
 ORDER BY as_of DESC, run_id DESC LIMIT 1"""
 
+# An anomaly row keeps the service and metric it was found under (a series of a watched
+# service), so its unique_id is built from those, not looked up (a constant fragment of SQL text).
+_ANOMALY_UID = "a.service || ':' || a.metric"
+
 # Every anomaly published runs found in [start, end), once per series and time (refreshes every
 # few minutes find the same onset again): the latest run's row of each.
 ANOMALIES_BETWEEN = """
-SELECT a.run_id, a.service || ':' || a.metric AS unique_id, a.service, a.metric, a.ts, a.score,
+SELECT a.run_id, {anomaly_uid} AS unique_id, a.service, a.metric, a.ts, a.score,
        a.precursor, a.corroborated_by, a.detail, a.detector
 FROM anomalies a JOIN runs r ON r.run_id = a.run_id AND r.status = 'published'
 WHERE a.is_anomaly AND a.ts >= ? AND a.ts < ?
 QUALIFY row_number() OVER (PARTITION BY a.service, a.metric, a.ts ORDER BY a.run_id DESC) = 1
-ORDER BY a.precursor DESC NULLS LAST, a.ts DESC, a.score DESC, unique_id"""
-
-# An anomaly row keeps the service and metric it was found under (a series of a watched
-# service), so its unique_id is built from those, not looked up.
+ORDER BY a.precursor DESC NULLS LAST, a.ts DESC, a.score DESC, unique_id""".replace(
+    "{anomaly_uid}", _ANOMALY_UID)
 ANOMALIES = """
-SELECT a.run_id, a.service || ':' || a.metric AS unique_id, a.service, a.metric, a.ts, a.score,
+SELECT a.run_id, {anomaly_uid} AS unique_id, a.service, a.metric, a.ts, a.score,
        a.precursor, a.corroborated_by, a.detail, a.detector, a.features
 FROM anomalies a
 WHERE a.run_id = ? AND a.is_anomaly
   AND (?::TIMESTAMP IS NULL OR a.ts >= ?)
   AND (?::VARCHAR IS NULL OR a.service = ?)
-ORDER BY a.ts DESC, a.score DESC, unique_id"""
+ORDER BY a.ts DESC, a.score DESC, unique_id""".replace("{anomaly_uid}", _ANOMALY_UID)
 
 # The rank of a decision, from forecaster.types.DECISIONS (package constants, not input values).
 _URGENCY = "CASE i.decision " + " ".join(
