@@ -1,6 +1,6 @@
 """The notebooks run top to bottom in a Jupyter kernel of this interpreter, call only the public
-API and the shared charts, give the same reads from a file and from a server, and are stored
-without outputs."""
+API, the report's capacity planning and the shared charts, give the same reads from a file and
+from a server (01) and the weekly report's figures (02), and are stored without outputs."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from test_capacity import _law_capacity
 import forecaster
 from forecaster.api import create_app
 from forecaster.config import Settings
+from forecaster.policies import load_policies
+from forecaster.report.planning import plan_service
 from forecaster.service import Service
 from forecaster.store import Store
 
@@ -34,8 +36,10 @@ FLEET = ROOT / "data" / "fleet"
 AS_OF = datetime.fromisoformat(json.loads((FLEET / "truth.json").read_text())["end"])
 # Per cell: the fleet's refresh takes about 40 s on two busy cores; a stuck kernel still fails.
 CELL_TIMEOUT = 600
-# What a notebook may import of the package: the public API, the capacity maths and the charts.
-ALLOWED_MODULES = {"forecaster", "forecaster.engine.capacity", "forecaster.report.charts"}
+# What a notebook may import of the package: the public API, the capacity maths, the report's
+# capacity plans and the charts.
+ALLOWED_MODULES = {"forecaster", "forecaster.engine.capacity", "forecaster.report.charts",
+                   "forecaster.report.planning", "forecaster.report.pictures"}
 
 
 # ---- running a notebook ---------------------------------------------------------------------
@@ -219,16 +223,18 @@ def test_explore_reads_the_same_through_a_server(
 
 # ---- 02: capacity planning ----------------------------------------------------------------------
 
+# The notebook's figures, from its ServicePlans (`plans`).
 PROBE = '''
 import json as _json
-print("RESULTS " + _json.dumps({s: {
-    "capacity": [capacities[s].p10, capacities[s].p50, capacities[s].p90],
-    "saturation": [saturations[s].eta_p10, saturations[s].eta_p50, saturations[s].eta_p90],
-    "p_saturation": saturations[s].p_saturation, "act_by": saturations[s].act_by,
+print("RESULTS " + _json.dumps({p.service: {
+    "binding": p.binding,
+    "capacity": [p.capacity.p10, p.capacity.p50, p.capacity.p90],
+    "saturation": [p.saturation.eta_p10, p.saturation.eta_p50, p.saturation.eta_p90],
+    "p_saturation": p.saturation.p_saturation, "act_by": p.saturation.act_by,
     "what_if": [{"factor": w.factor, "headroom_peak": w.headroom_peak[1],
                  "saturation": [w.saturation.eta_p10, w.saturation.eta_p50],
-                 "p_saturation": w.saturation.p_saturation} for w in what_ifs[s]],
-} for s in services}, default=str))
+                 "p_saturation": w.saturation.p_saturation} for w in p.what_if],
+} for p in plans if p.capacity is not None and p.saturation is not None}, default=str))
 '''
 
 
@@ -247,7 +253,10 @@ def planned(kernel: None, tmp_path_factory: pytest.TempPathFactory
 def test_capacity_planning_draws_every_chart(
         planned: tuple[nbformat.NotebookNode, dict[str, Any]]) -> None:
     nb, results = planned
-    assert "published, 12 series, 0 failed" in printed(nb)  # only what the notebook needs
+    text = printed(nb)
+    # only what a plan reads: 6 demand series (refreshed), then 4 limited metrics per service
+    assert "48384 points stored" in text and "193536 points stored" in text
+    assert "published, 6 series, 0 failed" in text
     assert printed(nb, "stderr") == ""
     assert sorted(results) == ["chat-api", "code-assist", "embed-batch", "rag-search",
                                "summarize", "support-bot"]
@@ -259,20 +268,42 @@ def test_capacity_planning_draws_every_chart(
 def test_capacity_planning_finds_embed_batch_s_known_capacity_and_saturation(
         planned: tuple[nbformat.NotebookNode, dict[str, Any]]) -> None:
     """The generator's law puts embed-batch's capacity (p95 at 1500 ms) at 440/s; its hidden
-    future's hourly median demand first passes that load on 30 Nov; scaling out takes a day."""
+    future's 5-minute demand first passes that load on 27 Nov at 12:05 (the truth the weekly
+    report is held to, tests/test_report.py); scaling out takes a day."""
     results = planned[1]["embed-batch"]
+    assert results["binding"] == "latency_p95_ms"
     low, mid, high = results["capacity"]
     law = _law_capacity("embed-batch", 28.0, 1500.0)
     assert low <= law <= high and high - low < 0.05 * law
     future = (pl.read_parquet(FLEET / "future.parquet")
               .filter(pl.col("service") == "embed-batch", pl.col("metric") == "requests_per_s")
-              .sort("ts").group_by_dynamic("ts", every="1h").agg(pl.col("value").median()))
+              .sort("ts"))
     passed = future.filter(pl.col("value") > law)["ts"][0]
+    assert passed == datetime(2026, 11, 27, 12, 5)
     eta = [when(x) for x in results["saturation"]]
     assert eta[0] is not None and eta[2] is not None
     assert eta[0] <= passed <= eta[2]
     assert results["p_saturation"] > 0.95
     assert when(results["act_by"]) == eta[0] - timedelta(days=1)
+
+
+def test_capacity_planning_shows_the_weekly_report_s_figures(
+        planned: tuple[nbformat.NotebookNode, dict[str, Any]]) -> None:
+    """One answer: the notebook's figures for embed-batch are the report's code
+    (``plan_service``) on the same points with the report's seed (the ``seed`` setting)."""
+    points = pl.read_parquet(FLEET / "points.parquet").filter(pl.col("service") == "embed-batch")
+    history = points.select((pl.col("service") + ":" + pl.col("metric")).alias("unique_id"),
+                            pl.col("ts").alias("ds"), pl.col("value").alias("y"))
+    plan = plan_service("embed-batch", history, {}, load_policies(ROOT / "data" / "policies.toml"),
+                        (1.3, 1.5), timedelta(days=14), Settings().seed)
+    assert plan.capacity is not None and plan.saturation is not None
+    results = planned[1]["embed-batch"]
+    assert results["capacity"] == pytest.approx(
+        [plan.capacity.p10, plan.capacity.p50, plan.capacity.p90], rel=1e-9)
+    sat = plan.saturation
+    assert [when(x) for x in results["saturation"]] == [sat.eta_p10, sat.eta_p50, sat.eta_p90]
+    assert when(results["act_by"]) == sat.act_by
+    assert results["p_saturation"] == pytest.approx(sat.p_saturation)
 
 
 def test_capacity_planning_what_ifs_only_bring_saturation_closer(

@@ -68,9 +68,15 @@ def _capacity_interval(capacity: Capacity | None) -> charts.Interval[float] | No
     return _interval(capacity.p10, capacity.p50, capacity.p90)
 
 
+def _times(factor: float) -> str:
+    """`` × 1.3`` for a what-if plan (:func:`forecaster.report.planning.scaled`), else nothing."""
+    return "" if factor == 1.0 else f" × {factor:g}"
+
+
 def demand_figure(plan: ServicePlan, history: pl.DataFrame, now: datetime | None) -> Figure:
     """A service's demand: history, the forecast paths' fan, learned and stated capacity, and the
-    saturation interval."""
+    saturation interval. For a what-if plan the history is scaled like its paths (as if demand
+    had always been that much higher) and the title says by how much."""
     band = None
     if plan.paths.size:
         # The fan at most every ~hour of a two-week horizon: finer steps add bytes, not detail.
@@ -81,8 +87,8 @@ def demand_figure(plan: ServicePlan, history: pl.DataFrame, now: datetime | None
     sat = plan.saturation
     saturation = None if sat is None else _interval(sat.eta_p10, sat.eta_p50, sat.eta_p90)
     return charts.demand_chart(
-        history["ds"].to_numpy(), history["y"].to_numpy(),
-        title=f"{plan.service} · demand ({plan.load_metric or 'load'})",
+        history["ds"].to_numpy(), history["y"].to_numpy() * plan.factor,
+        title=f"{plan.service} · demand ({plan.load_metric or 'load'}){_times(plan.factor)}",
         unit=plan.load_unit or "1/s", forecast=band, capacity=_capacity_interval(plan.capacity),
         stated_capacity=plan.stated_capacity, saturation=saturation, now=now,
         max_points=REPORT_POINTS)
@@ -109,7 +115,8 @@ def curve_figure(service: str, load_metric: str, load_unit: str, one: Limited) -
 
 def headroom_figure(plans: list[ServicePlan], decisions: dict[str, str],
                     horizon_weeks: float) -> Figure:
-    """Weeks of runway per service (p10-p50-p90), coloured by the service's decision."""
+    """Weeks of runway per service (p10-p50-p90), coloured by the service's decision; of the
+    what-if when every plan is scaled by the same factor (the title says which)."""
     rows = []
     for plan in plans:
         room = plan.headroom
@@ -121,5 +128,8 @@ def headroom_figure(plans: list[ServicePlan], decisions: dict[str, str],
             pct = None if room.headroom_peak[1] is None else 100.0 * room.headroom_peak[1]
         rows.append(charts.ServiceHeadroom(plan.service, pct, runway,
                                            decisions.get(plan.service)))  # type: ignore[arg-type]
-    return charts.headroom_chart(rows, title="Weeks of runway until demand meets capacity",
+    factors = {plan.factor for plan in plans}
+    times = _times(factors.pop()) if len(factors) == 1 else ""
+    return charts.headroom_chart(rows, title="Weeks of runway until demand meets capacity"
+                                 + (f" (demand{times})" if times else ""),
                                  measure="runway", horizon_weeks=horizon_weeks)

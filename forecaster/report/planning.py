@@ -9,12 +9,15 @@ the service's *effective capacity* (the binding limit); a policy on the demand s
 *stated* capacity, shown beside it, never mixed in. Demand sample paths (trend, weekly profile,
 resampled days: :func:`forecaster.engine.capacity.demand_paths`) through the capacity draws give
 the saturation dates; ``act_by`` is their p10 minus the demand policy's lead time (one day without
-one), the same rule as every other answer.
+one), the same rule as every other answer. :func:`scaled` gives a plan as if demand were higher,
+for the same charts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -75,6 +78,8 @@ class ServicePlan:
         problem: Why the service has no figures at all (no demand series), else None.
         ds: Step starts of the demand paths (for the chart).
         paths: The demand paths (for the chart).
+        factor: The demand multiplier the figures are for: 1, or a :func:`scaled` what-if (for
+            the charts; not among the report's figures, which are always the plain ones).
     """
 
     service: str
@@ -91,6 +96,7 @@ class ServicePlan:
     ds: np.ndarray = field(default_factory=lambda: np.empty(0), compare=False, repr=False)
     paths: np.ndarray = field(default_factory=lambda: np.empty((0, 0)), compare=False,
                               repr=False)
+    factor: float = field(default=1.0, repr=False)
 
     @property
     def capacity(self) -> cap.Capacity | None:
@@ -119,6 +125,39 @@ def _is_load_driven(metric: str) -> bool:
         metric not in ("negative_feedback_rate",))
 
 
+def _limits(service: str, metrics: set[str], load_metric: str, policies: Sequence[Policy]
+            ) -> list[tuple[str, Policy]]:
+    """Each load-driven metric (sorted) with the ``above`` policy that gives it a capacity."""
+    out = []
+    for metric in sorted(metrics - {load_metric}):
+        policy = policy_for(tuple(policies), service, metric)
+        if _is_load_driven(metric) and policy is not None and policy.direction == "above":
+            out.append((metric, policy))
+    return out
+
+
+def planned_metrics(service: str, metrics: Iterable[str], policies: Sequence[Policy]
+                    ) -> tuple[str, ...]:
+    """The metrics of ``service`` that :func:`plan_service` reads, so a store of only these
+    gives the same figures as one of every metric: the demand series first (``requests_per_s``,
+    else ``tokens_per_s``), then each load-driven metric with an ``above`` policy, sorted.
+
+    Args:
+        service: The service.
+        metrics: The metrics it has.
+        policies: The policies in force.
+
+    Returns:
+        The metrics; empty when the service has no demand series (it gets no figures).
+    """
+    present = set(metrics)
+    load_metric = next((m for m in LOAD_METRICS if m in present), None)
+    if load_metric is None:
+        return ()
+    return (load_metric, *(metric for metric, _ in _limits(service, present, load_metric,
+                                                             policies)))
+
+
 def plan_service(service: str, history: pl.DataFrame, units: dict[str, str],
                  policies: Sequence[Policy], factors: Sequence[float], horizon: timedelta,
                  seed: int, n_paths: int = 500) -> ServicePlan:
@@ -145,11 +184,7 @@ def plan_service(service: str, history: pl.DataFrame, units: dict[str, str],
     load = _series(history, f"{service}:{load_metric}")
     rng = np.random.default_rng(path_seed(seed, f"{service}:capacity"))
     limited: list[Limited] = []
-    for metric in sorted(metrics):
-        policy = policy_for(tuple(policies), service, metric)
-        if metric == load_metric or not _is_load_driven(metric) or policy is None or (
-                policy.direction != "above"):
-            continue
+    for metric, policy in _limits(service, metrics, load_metric, policies):
         joined = load.join(_series(history, f"{service}:{metric}"), on="ds", suffix="_m")
         ts = joined["ds"].to_numpy().astype("datetime64[us]")
         x, y = joined["y"].to_numpy(), joined["y_m"].to_numpy()
@@ -194,3 +229,55 @@ def plan_fleet(history: pl.DataFrame, series: pl.DataFrame, policies: Sequence[P
         own = history.filter(pl.col("unique_id").str.starts_with(f"{service}:"))
         plans.append(plan_service(str(service), own, units, policies, factors, horizon, seed))
     return sorted(plans, key=lambda p: p.service)
+
+
+def _runway(capacity: float | None, peak: float, growth_per_week: float) -> float | None:
+    """Weeks until ``peak``, growing at ``growth_per_week``, reaches ``capacity``: 0 when already
+    past, None without growth or capacity (the rule of :func:`forecaster.engine.capacity.headroom`).
+    """
+    slope = math.log1p(growth_per_week)
+    if capacity is None or slope <= 0:
+        return None
+    if capacity <= peak:
+        return 0.0
+    return math.log(capacity / peak) / slope
+
+
+def scaled(plan: ServicePlan, factor: float) -> ServicePlan:
+    """The plan as if demand were ``factor`` times higher, for the same tables and charts.
+
+    The demand paths, the current and peak load, the headroom, the runway and the saturation
+    are those of the scaled demand (:func:`forecaster.engine.capacity.what_if`: at a factor of
+    the plan's what-ifs they are that what-if's); the capacities, the growth rate and the lead
+    time stay. A plan without capacity figures keeps None for them. The scaled plan has no
+    what-ifs of its own.
+
+    Args:
+        plan: A plain plan (factor 1) from :func:`plan_service`.
+        factor: The demand multiplier, a positive number (1.3: 30% more demand).
+
+    Raises:
+        InputError: ``factor`` is not a positive finite number, or ``plan`` is already scaled.
+    """
+    if not (math.isfinite(factor) and factor > 0):
+        raise InputError(f"what-if factor {factor!r} must be a positive finite number, for "
+                         "example 1.3 for 30% more demand")
+    if plan.factor != 1.0:
+        raise InputError(f"{plan.service}: the plan is already scaled by {plan.factor:g}; scale "
+                         "the plain plan (factor 1)")
+    room, capacity = plan.headroom, plan.capacity
+    paths = plan.paths * factor
+    if room is None or capacity is None or plan.saturation is None:
+        return dataclasses.replace(plan, what_if=(), paths=paths, factor=float(factor))
+    [what] = cap.what_if(plan.paths, plan.ds, _step(plan.ds), capacity, room.current_load,
+                         room.peak_load, [factor], plan.lead_time,
+                         plan.saturation.act_quantile)
+    peak = factor * room.peak_load
+    runway = tuple(_runway(c, peak, room.growth_per_week)
+                   for c in (capacity.p10, capacity.p50, capacity.p90))
+    grown = dataclasses.replace(
+        room, current_load=factor * room.current_load, peak_load=peak,
+        headroom_current=what.headroom_current, headroom_peak=what.headroom_peak,
+        runway_weeks=(runway[0], runway[1], runway[2]))
+    return dataclasses.replace(plan, headroom=grown, saturation=what.saturation, what_if=(),
+                               paths=paths, factor=float(factor))
