@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from forecaster.policies import Policy
     from forecaster.report.week import Week
     from forecaster.sources.files import ReadSpec
+    from forecaster.sources.prometheus import Connection, Job
     from forecaster.store import Store
     from forecaster.store.reads import StoreReads
 
@@ -50,6 +51,9 @@ EXIT_BROKEN_PIPE = 141  # the reader of our output went away, as shells report S
 # The keys of forecaster.sources.files.TIME_UNITS, spelled here so that parsing needs no polars
 # (tests/test_cli.py keeps the two equal).
 TIME_UNIT_NAMES = ("s", "ms", "us", "ns")
+# The keys of forecaster.sources.presets.PRESETS, spelled here so that parsing needs no httpx
+# (tests/test_prometheus_pull.py keeps the two equal).
+PRESET_NAMES = ("vllm",)
 DEBUG_VARIABLE = "FORECASTER_DEBUG"
 
 
@@ -151,6 +155,28 @@ def _parser() -> argparse.ArgumentParser:
                        help="skip columns that are not understood instead of refusing the file")
         p.add_argument("--errors", type=Path, metavar="CSV",
                        help="write every rejected row (file, row, field, message) to this CSV")
+    text = ("metric points from a Prometheus server's query_range: one PromQL query (--query, "
+            "--metric), a preset (--preset vllm --service-label model_name) or a sources TOML "
+            "file (--sources); each series returned is one service's series")
+    prom = kinds.add_parser("prometheus", help=text, description=text)
+    what = prom.add_mutually_exclusive_group(required=True)
+    what.add_argument("--query", metavar="PROMQL", help="the PromQL query (needs --metric)")
+    what.add_argument("--preset", choices=PRESET_NAMES, help="ready queries for a server")
+    what.add_argument("--sources", type=Path, metavar="FILE",
+                      help="a sources TOML file ([[preset]] and [[source]] tables)")
+    prom.add_argument("--url", help="Prometheus base URL (default: setting `prometheus_url`)")
+    prom.add_argument("--metric", help="the metric each series becomes, such as latency_p95_ms")
+    who = prom.add_mutually_exclusive_group()
+    who.add_argument("--service-label", metavar="LABEL",
+                     help="the label naming each series' service, such as model_name")
+    who.add_argument("--service", help="the one service of a query returning one series")
+    prom.add_argument("--start", type=_timestamp, help="from (ISO 8601; default: --end less "
+                      "setting `prometheus_lookback`, 7d)")
+    prom.add_argument("--end", type=_timestamp, help="to (ISO 8601; default: now)")
+    prom.add_argument("--step", type=_duration, help="time between points (default 5m)")
+    prom.add_argument("--unit", help="unit stored with the points of --query, such as ms")
+    prom.add_argument("--max-series", type=int, metavar="N", help="refuse a query returning "
+                      "more series (default 1000)")
 
     refresh = commands.add_parser("refresh", help="forecast, compute time to intervention and "
                                   "publish one run")
@@ -277,6 +303,81 @@ def _write_errors(store: Store, args: argparse.Namespace, spec: ReadSpec,
                 frame = rejects_of_file(store, path, args.kind, spec, now)
                 for row in frame.iter_rows():
                     writer.writerow([str(path), *row])
+
+
+def _prometheus_plan(args: argparse.Namespace, settings: Settings,
+                     now: datetime) -> tuple[list[Job], Connection]:
+    """What `ingest prometheus` pulls: (source, start, end) each, and how to reach Prometheus.
+
+    Raises:
+        InputError: flags that do not fit together or a bad source; ConfigError: a bad file.
+    """
+    from forecaster.sources import presets, prometheus
+
+    end = args.end or now
+    start = args.start or end - settings.prometheus_lookback
+    if start >= end:
+        raise InputError(f"--start {start:%Y-%m-%dT%H:%M:%SZ} must come before --end "
+                         f"{end:%Y-%m-%dT%H:%M:%SZ}")
+    if args.max_series is not None and args.max_series < 1:
+        raise InputError(f"--max-series {args.max_series} must be 1 or more")
+    given = [f for f, v in (("--metric", args.metric), ("--service", args.service),
+                            ("--service-label", args.service_label), ("--unit", args.unit),
+                            ("--step", args.step), ("--max-series", args.max_series))
+             if v is not None]
+    step = args.step or prometheus.DEFAULT_STEP
+    max_series = args.max_series or prometheus.DEFAULT_MAX_SERIES
+    try:
+        if args.sources is not None:
+            if given:
+                raise InputError(f"{', '.join(given)}: the sources file gives these per source")
+            sources = presets.load_sources(args.sources)
+        elif args.preset is not None:
+            extra = [f for f in given if f in ("--metric", "--unit")]
+            if extra or (args.service_label is None and args.service is None):
+                raise InputError(f"--preset {args.preset} needs --service-label LABEL (or "
+                                 "--service NAME) and takes no --metric or --unit")
+            sources = presets.preset(args.preset, service_label=args.service_label,
+                                     service=args.service, step=step, max_series=max_series)
+        else:
+            if args.metric is None or (args.service_label is None and args.service is None):
+                raise InputError("--query needs --metric NAME and --service-label LABEL (or "
+                                 "--service NAME)")
+            sources = [prometheus.Source(
+                name=args.metric, query=args.query, metric=args.metric,
+                service_label=args.service_label, service=args.service, step=step,
+                unit=args.unit, max_series=max_series)]
+    except InputError as exc:
+        raise InputError(f"ingest prometheus: {exc}") from None
+    conn = prometheus.connection(settings, args.url)
+    if not conn.url and any(s.url is None for s in sources):
+        raise InputError("ingest prometheus: no Prometheus URL: pass --url or set "
+                         "prometheus_url (or give each source of the file its url)")
+    return [(s, start, end) for s in sources], conn
+
+
+def _ingest_prometheus(store: Store, settings: Settings, plan: tuple[list[Job], Connection],
+                       now: datetime, out: TextIO, err: TextIO) -> int:
+    from forecaster.sources.prometheus import PrometheusError, ingest_all
+
+    jobs, conn = plan
+    status = EXIT_OK
+    results = ingest_all(store, jobs, conn, now, max_errors=settings.max_reported_errors)
+    for result in results:
+        if isinstance(result, PrometheusError):
+            print(f"refused: {result}", file=err)
+            status = EXIT_REJECTED
+            continue
+        print(result.summary(), file=out)
+        for note in result.notes:
+            print(f"  note: {note}", file=err)
+        for warning in result.warnings:
+            print(f"  warning: {warning}", file=err)
+        for error in result.report.errors if result.report else []:
+            print(f"  rejected: {error}", file=err)
+        if not result.ok:
+            status = EXIT_REJECTED
+    return status
 
 
 def _backtest(store: Store, settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
@@ -497,6 +598,9 @@ def run(argv: Sequence[str], environ: dict[str, str], clock: Callable[[], dateti
         return _read(settings, now, err, _anomalies(args, out))
     from forecaster.store import LATEST_VERSION, Store
 
+    # checked before the database is opened: a wrong flag or file changes nothing
+    pulls = (_prometheus_plan(args, settings, now)
+             if args.command == "ingest" and args.kind == "prometheus" else None)
     with Store.open(settings.db, now=now, settings=settings) as store:
         if args.command == "migrate":
             print(f"{settings.db}: schema version {store.schema_version} "
@@ -522,6 +626,8 @@ def run(argv: Sequence[str], environ: dict[str, str], clock: Callable[[], dateti
             return _backtest(store, settings, args, out)
         if args.command == "report":
             return _report(store, settings, args, now, out)
+        if pulls is not None:
+            return _ingest_prometheus(store, settings, pulls, now, out, err)
         from forecaster.sources.files import ReadSpec, ingest_files
 
         spec = ReadSpec(columns=dict(args.column), service=args.service,

@@ -133,6 +133,9 @@ CLOCK_TIME = Rule(_is_clock_time, "a time of day `HH:MM` (24-hour)",
 TIME_ZONE = Rule(_is_time_zone, "an IANA time zone name such as `UTC` or `Europe/Paris`",
                  "{name} = {value!r} is not a known IANA time zone name; write one such as UTC, "
                  "Europe/Paris or America/New_York")
+HTTP_URL = Rule(lambda value: value == "" or re.fullmatch(r"https?://\S+", value) is not None,
+                "empty, or an `http://` or `https://` URL",
+                "{name} = {value!r} is not an http:// or https:// URL")
 FACTORS = Rule(_are_factors, "numbers above 0, comma-separated (empty for none)",
                "{name} = {value!r} is not a list of demand multipliers; write numbers above 0 "
                "separated by commas, for example 1.3 or 1.3,2")
@@ -298,6 +301,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("report_what_if", "1.3", str,
             "demand multipliers of the report's what-ifs: `1.3,2` shows 30% and 100% more "
             "demand", FACTORS),
+    Setting("prometheus_sources", "", str,
+            "a TOML file of Prometheus sources (`[[preset]]` such as vLLM's, `[[source]]` "
+            "PromQL queries) each refresh pulls first, from where the last pull ended less "
+            "`prometheus_overlap`; read again at every refresh; empty: none"),
+    Setting("prometheus_url", "", str,
+            "the Prometheus of sources that name none, and of `ingest prometheus` without "
+            "`--url`", HTTP_URL),
+    Setting("prometheus_token", "", str, "bearer token sent to Prometheus", secret=True),
+    Setting("prometheus_user", "", str, "basic-auth user for Prometheus (instead of a token)"),
+    Setting("prometheus_password", "", str, "basic-auth password for Prometheus", secret=True),
+    Setting("prometheus_timeout", timedelta(seconds=30), timedelta,
+            "how long one Prometheus request may take (also sent as its query timeout)",
+            LONGER_THAN_ZERO),
+    Setting("prometheus_overlap", timedelta(minutes=10), timedelta,
+            "how far back before the last pull's end each pull starts again, to pick up samples "
+            "that arrived late (points already stored are not stored twice)"),
+    Setting("prometheus_lookback", timedelta(days=7), timedelta,
+            "how far back a source's first pull starts (after a start of the service, too), and "
+            "`ingest prometheus` without `--start`", LONGER_THAN_ZERO),
 )
 _BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
@@ -358,6 +380,14 @@ class Settings:
     report_time: str = default("report_time")
     report_timezone: str = default("report_timezone")
     report_what_if: str = default("report_what_if")
+    prometheus_sources: str = default("prometheus_sources")
+    prometheus_url: str = default("prometheus_url")
+    prometheus_token: str = default("prometheus_token")
+    prometheus_user: str = default("prometheus_user")
+    prometheus_password: str = default("prometheus_password")
+    prometheus_timeout: timedelta = default("prometheus_timeout")
+    prometheus_overlap: timedelta = default("prometheus_overlap")
+    prometheus_lookback: timedelta = default("prometheus_lookback")
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and checked."""

@@ -19,6 +19,10 @@ heavy part (capacity fits, charts, the page) runs in the worker process; a week 
 published run is recorded as skipped, a failure as a failure (job state, log), and neither stops
 the scheduler. ``POST /v1/reports`` makes one now through :meth:`Service.make_report`; one report
 at a time. The scheduler's single worker thread runs its jobs one after another.
+
+With ``prometheus_sources`` set, each refresh first pulls what is new in each Prometheus source
+(:class:`forecaster.sources.pulls.Puller`): a failing source is recorded (``/readyz``,
+``/metrics``, the log) and never stops the others or the refresh.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from forecaster.errors import InputError
 from forecaster.pipeline import RunResult, run_once
 from forecaster.policies import Policy, load_policies
 from forecaster.sources.files import ReadSpec, ingest_files
+from forecaster.sources.pulls import Puller
 from forecaster.store import Store
 
 if TYPE_CHECKING:
@@ -286,6 +291,7 @@ class Service:
         self.refresh_status = JobStatus("refresh")
         self.report_status = JobStatus("report")
         self.ingest_rows: Counter[tuple[str, str]] = Counter()
+        self.puller = Puller(settings)
         self.on_publish: list[Callable[[int], None]] = []
         self._lock = threading.Lock()
         self._running: int | None = None
@@ -596,7 +602,8 @@ class Service:
     def ingest_sources(self, now: datetime) -> None:
         """Ingest the files matching ``ingest_points_from`` / ``ingest_requests_from`` that are
         new or changed since this process last read them (ingest is idempotent, so a file read
-        again after a restart changes nothing)."""
+        again after a restart changes nothing), then pull the Prometheus sources up to ``now``
+        (a failing source is recorded, never raised)."""
         for kind, pattern in (("points", self.settings.ingest_points_from),
                               ("requests", self.settings.ingest_requests_from)):
             if not pattern:
@@ -623,6 +630,10 @@ class Service:
                 self.count_ingest(kind, outcome.stored, outcome.updated, outcome.duplicates,
                                   outcome.rejected)
                 log.info("%s", outcome.summary())
+        for pulled in self.puller.pull(self.store, now):
+            if pulled.report is not None:
+                self.count_ingest("prometheus", pulled.report.stored, pulled.report.updated,
+                                  pulled.report.duplicates, pulled.report.rejected)
 
     def count_ingest(self, kind: str, stored: int, updated: int, duplicates: int,
                      rejected: int) -> None:

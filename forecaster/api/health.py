@@ -1,4 +1,5 @@
-"""Health: ``/healthz`` (alive), ``/readyz`` (database, scheduler, last runs), ``/metrics``.
+"""Health: ``/healthz`` (alive), ``/readyz`` (database, scheduler, last runs, Prometheus
+sources), ``/metrics``.
 
 Routes carry their doc in ``summary``: a docstring would become the operation's OpenAPI
 description.
@@ -55,6 +56,8 @@ def readyz(service: ServiceDep, store: StoreDep, cache: CacheDep) -> Response:
                              "last_ok": job.last_ok, "last_error": job.last_error,
                              "running_run_id": service.running_run_id}
     checks["report_job"] = service.report_job()
+    # failing Prometheus sources are shown, not fatal: the service still answers from its data
+    checks["prometheus_sources"] = service.puller.report()
     ready = bool(checks["database"]["ok"] and checks["scheduler"]["ok"])
     return json_response({"ready": ready, **checks}, 200 if ready else 503)
 

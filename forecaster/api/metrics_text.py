@@ -6,18 +6,25 @@ Per series (labels ``series``, ``service``, ``metric``): ``forecaster_eta_second
 ``forecaster_p_breach`` (absent for a ``stale`` series), ``forecaster_act_by_seconds``,
 ``forecaster_freshness_seconds`` (age of its latest point at the run's as-of time). Per service:
 ``forecaster_decision`` (1 for its decision, 0 for the others) and ``forecaster_stale_series``
-(how many of its series' data stopped: alert on ``forecaster_stale_series > 0``). The service:
-last run id, age and duration, refresh runs and failures, rows ingested through it, anomalies and
-precursors of the latest run.
+(how many of its series' data stopped: alert on ``forecaster_stale_series > 0``). For alert
+rules (deploy/prometheus/forecaster-rules.yml): ``forecaster_answer_info`` (each series' decision
+and action, value 1), ``forecaster_answer_reason_info`` (the reason, only for the decisions an
+alert is about: free text that changes every run, so kept off the other series) and
+``forecaster_as_of_timestamp_seconds`` (the run's as-of time, which the ``*_seconds`` values count
+from). The service: last run id, age and duration, refresh runs and failures, the refresh
+interval, rows ingested through it, anomalies and precursors of the latest run. Per Prometheus
+source (label ``source``): ``forecaster_source_pull_errors_total``,
+``forecaster_source_last_pull_timestamp_seconds`` and ``forecaster_source_last_pull_ok``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from forecaster.store.runs import INTERRUPTED
@@ -29,6 +36,8 @@ if TYPE_CHECKING:
     from forecaster.store import Store
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The decisions the shipped alert rules are about: their reasons are exported.
+ALERTED = ("breached", "act_now", "schedule", "stale")
 
 
 class _Collector:
@@ -38,6 +47,7 @@ class _Collector:
     def collect(self) -> Iterator[Metric]:
         yield from self._answers()
         yield from self._service()
+        yield from self._sources()
 
     def _answers(self) -> Iterator[Metric]:
         if self.run_id is None:
@@ -59,9 +69,21 @@ class _Collector:
         stale = GaugeMetricFamily("forecaster_stale_series", "Series whose data stopped "
                                   "arriving (decision stale): a monitoring problem",
                                   labels=["service"])
+        as_of_ts = GaugeMetricFamily("forecaster_as_of_timestamp_seconds", "The latest "
+                                     "published run's as-of time (Unix seconds), which the "
+                                     "per-series *_seconds values count from")
+        as_of_ts.add_metric([], as_of.replace(tzinfo=UTC).timestamp())
+        answer = InfoMetricFamily("forecaster_answer", "Each series' decision and the action "
+                                  "its policy names", labels=labels)
+        reason = InfoMetricFamily("forecaster_answer_reason", "The reason of each answer whose "
+                                  "decision is " + ", ".join(ALERTED) + " (text that changes "
+                                  "every run)", labels=labels)
         stale_by_service: dict[str, int] = {}
         for row in answers.iter_rows(named=True):
             key = [row["unique_id"], row["service"], row["metric"]]
+            answer.add_metric(key, {"decision": row["decision"], "action": row["action"]})
+            if row["decision"] in ALERTED:
+                reason.add_metric(key, {"reason": row["reason"]})
             stale_by_service[row["service"]] = (stale_by_service.get(row["service"], 0)
                                                 + (row["decision"] == "stale"))
             if row["freshness_s"] is not None:
@@ -89,7 +111,7 @@ class _Collector:
             for row in counts.sort("service", "precursor").iter_rows(named=True):
                 anomalies.add_metric([row["service"], str(row["precursor"]).lower()],
                                      float(row["len"]))
-        yield from (eta, p, act, fresh, decision, stale, anomalies)
+        yield from (eta, p, act, fresh, decision, stale, anomalies, as_of_ts, answer, reason)
 
     def _service(self) -> Iterator[Metric]:
         now = self.service.clock()
@@ -115,6 +137,10 @@ class _Collector:
         if job.last_duration_s is not None:
             duration.add_metric([], job.last_duration_s)
         yield duration
+        interval = GaugeMetricFamily("forecaster_refresh_interval_seconds", "How often the "
+                                     "refresh job runs (the refresh_every setting)")
+        interval.add_metric([], self.service.settings.refresh_every.total_seconds())
+        yield interval
         ingested = CounterMetricFamily("forecaster_ingest_rows", "Rows ingested by this process "
                                        "(API and configured sources)", labels=["kind", "outcome"])
         for (kind, outcome), rows in sorted(self.service.ingest_rows.items()):
@@ -138,6 +164,26 @@ class _Collector:
         interrupted.add_metric([], float(recent.filter(
             recent["error"].str.starts_with(INTERRUPTED)).height))
         yield interrupted
+
+    def _sources(self) -> Iterator[Metric]:
+        """Per Prometheus source: failed pulls, and when the last one succeeded (alert on
+        ``increase(forecaster_source_pull_errors_total[1h]) > 0``)."""
+        from forecaster.sources.pulls import epoch_seconds
+
+        errors = CounterMetricFamily("forecaster_source_pull_errors", "Failed pulls of each "
+                                     "Prometheus source by this process", labels=["source"])
+        last = GaugeMetricFamily("forecaster_source_last_pull_timestamp_seconds", "End of the "
+                                 "last successful pull of each Prometheus source (Unix seconds)",
+                                 labels=["source"])
+        ok = GaugeMetricFamily("forecaster_source_last_pull_ok", "1 when the last pull of the "
+                               "source succeeded, 0 when it failed", labels=["source"])
+        for status in self.service.puller.statuses():
+            errors.add_metric([status.source], float(status.failures))
+            if status.pulled_until is not None:
+                last.add_metric([status.source], epoch_seconds(status.pulled_until))
+            if status.last_ok is not None:
+                ok.add_metric([status.source], 1.0 if status.last_ok else 0.0)
+        yield from (errors, last, ok)
 
 
 def render(store: Store, service: Service, run_id: int | None) -> bytes:
