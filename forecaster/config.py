@@ -133,9 +133,12 @@ CLOCK_TIME = Rule(_is_clock_time, "a time of day `HH:MM` (24-hour)",
 TIME_ZONE = Rule(_is_time_zone, "an IANA time zone name such as `UTC` or `Europe/Paris`",
                  "{name} = {value!r} is not a known IANA time zone name; write one such as UTC, "
                  "Europe/Paris or America/New_York")
-HTTP_URL = Rule(lambda value: value == "" or re.fullmatch(r"https?://\S+", value) is not None,
-                "empty, or an `http://` or `https://` URL",
-                "{name} = {value!r} is not an http:// or https:// URL")
+HTTP_URL = Rule(lambda value: value == "" or re.fullmatch(r"https?://[^\s@/?#]+(/\S*)?",
+                                                          value) is not None,
+                "empty, or an `http://` or `https://` URL without credentials in it",
+                # the value is not echoed: a URL with user:password@ in it holds a password
+                "{name} is not an http:// or https:// URL without user:password@ in it "
+                "(credentials go in prometheus_user/prometheus_password or prometheus_token)")
 FACTORS = Rule(_are_factors, "numbers above 0, comma-separated (empty for none)",
                "{name} = {value!r} is not a list of demand multipliers; write numbers above 0 "
                "separated by commas, for example 1.3 or 1.3,2")

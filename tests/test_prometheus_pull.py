@@ -653,3 +653,56 @@ def test_each_refresh_pulls_what_is_new_and_a_failing_source_blocks_nothing(
         thread.join(timeout=60)
         service.stop()
         store.close()
+
+
+def test_two_sources_of_one_series_are_refused_and_the_first_is_kept(
+        backfilled: Backfilled, tmp_path: Path) -> None:
+    """Two sources writing one series would overwrite each other at every pull: the second is
+    refused, naming both, and the first one's points are stored."""
+    [p95] = presets.preset("vllm", service_label="model_name", metrics=["latency_p95_ms"])
+    other = Source("gateway-p95", p95.query, "latency_p95_ms", service_label="model_name")
+    start, end = backfilled.end - timedelta(hours=6), backfilled.end
+    with Store.open(tmp_path / "clash.duckdb", now=end) as store:
+        first, second = ingest_all(store, [(p95, start, end), (other, start, end)],
+                                   Connection(backfilled.prom.url), end)
+        stored_rows = store.counts()["points"]
+    assert not isinstance(first, PrometheusError) and first.report is not None
+    assert first.report.stored == stored_rows > 0
+    assert isinstance(second, PrometheusError)
+    assert "gateway-p95: series" in str(second) and f"source {p95.name!r}" in str(second)
+
+
+def test_a_silent_prometheus_is_waited_for_once_per_pull(tmp_path: Path) -> None:
+    """A server that accepts connections and never answers: the first source waits out the
+    timeout, the others of that URL are not asked (the refresh is held up once, not N times)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    sources = [Source(f"s{k}", "up", f"metric_{k}", service="svc") for k in range(4)]
+    now = datetime(2026, 11, 26)
+    try:
+        with Store.open(tmp_path / "silent.duckdb", now=now) as store:
+            started = time.monotonic()
+            results = ingest_all(store, [(s, now - timedelta(hours=1), now) for s in sources],
+                                 Connection(url, timeout=timedelta(seconds=1)), now)
+            took = time.monotonic() - started
+    finally:
+        listener.close()
+    assert all(isinstance(r, PrometheusError) for r in results)
+    assert "did not answer within 1s" in str(results[0])
+    assert all("not asked" in str(r) for r in results[1:])
+    assert took < 3.0, took  # one timeout, not four
+
+
+def test_credentials_inside_a_url_are_refused_and_never_echoed() -> None:
+    with pytest.raises(ConfigError) as refused:
+        Connection("http://alice:s3cr3t@127.0.0.1:9090")
+    assert "s3cr3t" not in str(refused.value) and "prometheus_user" in str(refused.value)
+    from forecaster.config import load_settings
+
+    with pytest.raises(ConfigError) as in_settings:
+        load_settings({"FORECASTER_PROMETHEUS_URL": "https://bob:hunter2@prom.example:9090"})
+    assert "hunter2" not in str(in_settings.value)
+    assert "prometheus_url" in str(in_settings.value)
+    assert Connection("http://prom.example:9090/prefix").url.endswith("/prefix")

@@ -88,6 +88,9 @@ class Connection:
     timeout: timedelta = timedelta(seconds=30)
 
     def __post_init__(self) -> None:
+        if _has_credentials(self.url):
+            raise ConfigError("a Prometheus URL must not hold credentials (user:password@): set "
+                              "prometheus_user and prometheus_password, or prometheus_token")
         if self.url and not _is_http_url(self.url):
             raise ConfigError(f"Prometheus URL {self.url!r} is not an http:// or https:// URL")
         if self.token and (self.user or self.password):
@@ -116,6 +119,13 @@ def connection(settings: Settings, url: str | None = None) -> Connection:
 
 def _is_http_url(url: str) -> bool:
     return re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url) is not None
+
+
+def _has_credentials(url: str) -> bool:
+    """Whether ``url`` holds a ``user:password@`` part. Refused: a URL is shown in messages, on
+    /readyz and in every run's settings; credentials go in prometheus_user/prometheus_password
+    or prometheus_token instead."""
+    return re.match(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@", url) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,17 +264,19 @@ class PrometheusClient:
         """
         url = self.conn.url
         form = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}",
-                "step": f"{step:g}", "timeout": format_duration(self.conn.timeout)}
+                "step": f"{step:.3f}", "timeout": format_duration(self.conn.timeout)}
         try:
             response = self._http.post(self._endpoint, data=form)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise PrometheusError(f"cannot reach Prometheus at {url}: {exc or type(exc).__name__}",
                                   unreachable=True) from None
         except httpx.TimeoutException:
+            # "unreachable" for this pull: its other sources would each wait as long again and
+            # hold up the refresh by that many timeouts
             raise PrometheusError(
                 f"Prometheus at {url} did not answer within {format_duration(self.conn.timeout)} "
                 f"(query {query!r}): raise prometheus_timeout, or ask for a shorter range or a "
-                "longer step") from None
+                "longer step", unreachable=True) from None
         except httpx.HTTPError as exc:
             raise PrometheusError(f"Prometheus at {url}: {type(exc).__name__}: {exc}",
                                   unreachable=isinstance(exc, httpx.TransportError)) from None
@@ -434,7 +446,13 @@ def _fetch(client: RangeQuery, source: Source, pulled: Pull,
         pulled.requests += 1
         pulled.notes.extend(f"Prometheus warns: {w}" for w in warnings)
         for series in result:
-            labels = tuple(sorted((str(k), str(v)) for k, v in series["metric"].items()))
+            if not isinstance(series, dict) or not isinstance(series.get("values"), list):
+                kind = "native histogram series" if isinstance(series, dict) and (
+                    "histograms" in series) else "series without float values"
+                raise PrometheusError(
+                    f"{source.name}: the query returned {kind}, which forecaster cannot store: "
+                    "ask for floats (for a histogram, histogram_quantile over rate)")
+            labels = tuple(sorted((str(k), str(v)) for k, v in series.get("metric", {}).items()))
             found.setdefault(labels, []).extend(series["values"])
         if len(found) > source.max_series:
             raise PrometheusError(
@@ -514,8 +532,14 @@ def _frame(frames: Sequence[pl.DataFrame], source: Source) -> pl.DataFrame:
 
 def ingest_source(store: Store, client: RangeQuery, source: Source, start: datetime,
                   end: datetime, now: datetime, max_errors: int = 20,
-                  max_points: int = MAX_POINTS) -> Pull:
+                  max_points: int = MAX_POINTS,
+                  writers: dict[tuple[str, str], str] | None = None) -> Pull:
     """Pull a source and store its points (one transaction), as a file's points are stored.
+
+    Args:
+        writers: Series (service, metric) already written by other sources in the same pull,
+            with the source that wrote each; a source that would write one of them is refused
+            (two sources of one series would overwrite each other at every pull).
 
     Raises:
         PrometheusError: nothing of the source was stored; the message starts with its name.
@@ -526,6 +550,17 @@ def ingest_source(store: Store, client: RangeQuery, source: Source, start: datet
         text = str(exc)
         raise PrometheusError(text if text.startswith(f"{source.name}: ")
                               else f"{source.name}: {text}", exc.unreachable) from None
+    if writers is not None and frame.height:
+        pairs = set(frame.select("service", "metric").unique().iter_rows())
+        taken = sorted((pair, writers[pair]) for pair in pairs
+                       if writers.get(pair, source.name) != source.name)
+        if taken:
+            (service, metric), other = taken[0]
+            raise PrometheusError(
+                f"{source.name}: series {service}:{metric} is already written by source "
+                f"{other!r}: two sources of one series overwrite each other at every pull; give "
+                "one of them another metric name or service")
+        writers.update(dict.fromkeys(pairs, source.name))
     label = f"prometheus:{source.name}"
     pulled.report = (ingest_points_frame(store, frame, now, ReadSpec(max_errors=max_errors),
                                          label=label)
@@ -559,6 +594,9 @@ def ingest_all(store: Store, jobs: Sequence[Job], conn: Connection, now: datetim
     clients: dict[str, PrometheusClient] = {}
     down: dict[str, str] = {}
     results: list[Pull | PrometheusError] = []
+    # (service, metric) -> the source that wrote it in this call: two sources writing one series
+    # would overwrite each other at every pull, and forecasts would read whichever came last
+    writers: dict[tuple[str, str], str] = {}
     try:
         for source, start, end in jobs:
             url = source.url or conn.url
@@ -574,7 +612,7 @@ def ingest_all(store: Store, jobs: Sequence[Job], conn: Connection, now: datetim
                 client = clients.get(url) or clients.setdefault(
                     url, PrometheusClient(conn.at(url), transport))
                 results.append(ingest_source(store, client, source, start, end, now,
-                                             max_errors))
+                                             max_errors, writers=writers))
             except PrometheusError as exc:
                 if exc.unreachable:
                     down[url] = str(exc).removeprefix(f"{source.name}: ")
