@@ -487,7 +487,10 @@ class Service:
         status = self.report_status
         started = time.monotonic()
         now = self.clock()
-        week = last_full_week(now)
+        # the last full week of the report's own calendar: Monday 06:00 in Tokyo is Sunday
+        # 21:00 UTC, and the week that just ended there is the one people expect
+        local = now.replace(tzinfo=UTC).astimezone(ZoneInfo(self.settings.report_timezone))
+        week = last_full_week(local.replace(tzinfo=None))
         status.last_started, status.last_week = now, week.label
         with self._report_lock:  # waits for a report the API is making
             self._reporting = week.label

@@ -202,3 +202,64 @@ def test_the_demo_report_reads_in_headless_chromium(demo: Demo, browser: Any) ->
         assert chart["drawn"] > 10, chart
     assert [h.split(".")[0] for h in headings[:7]] == [str(k) for k in range(1, 8)]
     assert (OUTPUT / "demo-report.png").stat().st_size > 50_000
+
+
+@pytest.fixture(scope="module")
+def went_stale(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """embed-batch refreshed at the end of its data, then a week later when its data had
+    stopped: every answer of the second run is stale."""
+    from forecaster.pipeline import run_once
+    from forecaster.policies import load_policies
+    from forecaster.report.gather import make
+    from forecaster.sources.files import ingest_points_frame
+
+    as_of = datetime(2026, 11, 26)
+    points = pl.read_parquet(FLEET / "points.parquet").filter(pl.col("service") == "embed-batch")
+    policies = load_policies(ROOT / "data" / "policies.toml")
+    path = tmp_path_factory.mktemp("stale") / "stale.duckdb"
+    with Store.open(path, now=as_of) as store:
+        ingest_points_frame(store, points, now=as_of)
+        for when in (as_of, as_of + timedelta(days=7)):
+            from forecaster.config import Settings
+
+            assert run_once(store, Settings(), policies, when).status == "published"
+        return make(store, policies, None, as_of + timedelta(days=7), (1.3,), 0)
+
+
+def test_stale_demand_gets_no_capacity_dates_and_no_all_clear(went_stale: Any) -> None:
+    """Dates forecast from where the data stopped would lie before the run and read as due."""
+    [plan] = went_stale.report.plans
+    assert plan.problem is not None and "stale" in plan.problem
+    assert plan.saturation is None and plan.headroom is None and plan.what_if == ()
+    assert "series have no recent data (stale)" in went_stale.html
+    assert "No series is expected to cross its limit" not in went_stale.html
+
+
+def test_a_risk_whose_data_stopped_is_not_resolved(went_stale: Any) -> None:
+    changes = went_stale.report.changes
+    assert changes.previous_run_id == 1
+    assert changes.resolved == []
+    assert changes.unanswered and {c["now"] for c in changes.unanswered} == {"stale"}
+    assert "embed-batch:requests_per_s" in {c["unique_id"] for c in changes.unanswered}
+
+
+def test_capacity_is_learned_when_load_and_latency_timestamps_differ() -> None:
+    """Separate exporters rarely share exact timestamps: each latency sample is matched with the
+    nearest load sample within half a step."""
+    from forecaster.policies import load_policies
+    from forecaster.report import planning
+
+    points = pl.read_parquet(FLEET / "points.parquet").filter(pl.col("service") == "embed-batch")
+    history = points.select(
+        (pl.col("service") + ":" + pl.col("metric")).alias("unique_id"),
+        pl.when(pl.col("metric") == "requests_per_s").then(pl.col("ts"))
+        .otherwise(pl.col("ts") + timedelta(seconds=30)).alias("ds"), pl.col("value").alias("y"))
+    units = dict(points.select("metric", "unit").unique().rows())
+    plan = planning.plan_service("embed-batch", history, units,
+                                 load_policies(ROOT / "data" / "policies.toml"), (1.3,),
+                                 timedelta(days=14), 0)
+    assert plan.binding == "latency_p95_ms"
+    capacity = plan.capacity
+    truth = _law_capacity("embed-batch", 28.0, P95_LIMIT)
+    assert capacity is not None and capacity.p10 is not None and capacity.p90 is not None
+    assert capacity.p10 <= truth <= capacity.p90

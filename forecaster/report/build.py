@@ -112,8 +112,9 @@ def build(inputs: Inputs, made_at: datetime, factors: Sequence[float] = (1.3,),
         horizon: How far ahead demand is forecast.
     """
     as_of = inputs.run["as_of"]
-    plans = planning.plan_fleet(inputs.history, inputs.series, inputs.policies, factors,
-                                horizon, seed)
+    plans = [_unless_stale(plan, inputs, as_of)
+             for plan in planning.plan_fleet(inputs.history, inputs.series, inputs.policies,
+                                             factors, horizon, seed)]
     scored = inputs.scoring.filter(pl.col("scored") > 0) if "scored" in inputs.scoring.columns \
         else inputs.scoring
     return Report(
@@ -127,6 +128,32 @@ def build(inputs: Inputs, made_at: datetime, factors: Sequence[float] = (1.3,),
         scoring={"overall": inputs.scoring_overall, "per_series": scored.to_dicts()},
         anomalies=inputs.anomalies.to_dicts(), events=inputs.events.to_dicts(),
         policies=[_policy(p) for p in inputs.policies])
+
+
+# Demand older than this at the run's as-of time gives no capacity figures (when the run gave
+# the demand series no answer of its own to say it is stale).
+STALE_DEMAND = timedelta(days=1)
+
+
+def _unless_stale(plan: planning.ServicePlan, inputs: Inputs,
+                  as_of: datetime) -> planning.ServicePlan:
+    """The plan, or, when its demand data stopped before the run, the plan without figures: dates
+    forecast from where the data stopped would lie before the run and read as due."""
+    if plan.load_metric is None:
+        return plan
+    uid = f"{plan.service}:{plan.load_metric}"
+    answer = inputs.interventions.filter(pl.col("unique_id") == uid)
+    found = inputs.history.filter(pl.col("unique_id") == uid)["ds"].max()
+    last = found if isinstance(found, datetime) else None
+    stale = (answer.height > 0 and answer["decision"][0] == "stale") or (
+        answer.height == 0 and (last is None or last < as_of - STALE_DEMAND))
+    if not stale:
+        return plan
+    since = "ever" if last is None else f"{last:%a %d %b %H:%M} UTC"
+    return dataclasses.replace(
+        plan, headroom=None, saturation=None, what_if=(), ds=np.empty(0),
+        paths=np.empty((0, 0)),
+        problem=f"no demand data since {since} (stale): no capacity figures until it returns")
 
 
 def _policy(policy: Policy) -> dict[str, Any]:

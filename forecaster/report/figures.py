@@ -3,7 +3,7 @@ week's self-scoring. Pure: frames in, records out (no store, no clock)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -82,7 +82,9 @@ class Changes:
     Attributes:
         previous_run_id: The run compared with; None when there was none (nothing to compare).
         new: Risks now that were not risks then (or not answered then).
-        resolved: Risks then that are not now, with the decision they have now.
+        resolved: Risks then that are answered ``ok`` now.
+        unanswered: Risks then that get no answer now (``stale``: their data stopped; or no
+            longer answered at all): not resolved, only unknown.
         moved: Risks in both whose median date moved (see ``MOVE_SHARE``, ``MIN_MOVE``).
         escalated: Risks in both whose decision became more urgent (``watch`` -> ``schedule``).
         unchanged: How many risks are in both and neither moved nor escalated.
@@ -94,6 +96,7 @@ class Changes:
     moved: list[Moved]
     escalated: list[dict[str, Any]]
     unchanged: int
+    unanswered: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _risk(row: dict[str, Any]) -> Risk:
@@ -152,9 +155,11 @@ def changes(current: pl.DataFrame, previous: pl.DataFrame | None,
                              strict=True))
     order: dict[str, int] = {d: k for k, d in enumerate(DECISIONS)}
     new = [r for uid, r in now_risks.items() if uid not in then_risks]
-    resolved = [{"unique_id": uid, "was": r.decision, "now": decisions_now.get(uid, "absent"),
-                 "was_eta_p50": r.eta_p50}
-                for uid, r in then_risks.items() if uid not in now_risks]
+    gone = [{"unique_id": uid, "was": r.decision, "now": decisions_now.get(uid, "absent"),
+             "was_eta_p50": r.eta_p50}
+            for uid, r in then_risks.items() if uid not in now_risks]
+    resolved = [g for g in gone if g["now"] == "ok"]
+    unanswered = [g for g in gone if g["now"] != "ok"]
     moved: list[Moved] = []
     escalated: list[dict[str, Any]] = []
     unchanged = 0
@@ -173,4 +178,4 @@ def changes(current: pl.DataFrame, previous: pl.DataFrame | None,
             changed = True
         unchanged += not changed
     moved.sort(key=lambda m: m.shift_s)
-    return Changes(previous_run_id, new, resolved, moved, escalated, unchanged)
+    return Changes(previous_run_id, new, resolved, moved, escalated, unchanged, unanswered)

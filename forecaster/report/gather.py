@@ -3,6 +3,7 @@ make the report: its figures, the HTML page and the JSON."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -92,7 +93,7 @@ def make(store: Store, policies: Sequence[Policy], week: Week | None, made_at: d
          factors: Sequence[float] = (1.3,), seed: int = 0) -> Made:
     """Gather, build and render the report of ``week`` (default: the newest run's week)."""
     for factor in factors:
-        if not factor > 0:
+        if not (math.isfinite(factor) and factor > 0):
             raise InputError(f"what-if factor {factor!r} must be a positive number, "
                              "for example 1.3 for 30% more demand")
     inputs = gather(store, policies, week if week is not None else latest_week(store))

@@ -104,9 +104,11 @@ def _figure(svg: str, caption: str) -> str:
     return f"<figure>{svg}<figcaption>{_e(caption)}</figcaption></figure>"
 
 
-def _risks(report: Report) -> str:
+def _risks(report: Report, stale: int) -> str:
+    silent = (f"<p><b>{stale} series have no recent data (stale)</b>: they get no answer until "
+              "their data comes back; see section 3.</p>") if stale else ""
     if not report.risks:
-        return "<p>No series is expected to cross its limit within its horizon.</p>"
+        return silent or "<p>No series is expected to cross its limit within its horizon.</p>"
     rows = []
     for k, r in enumerate(report.risks, 1):
         rows.append([
@@ -115,8 +117,9 @@ def _risks(report: Report) -> str:
             _when(r.eta_p50), _range(r.eta_p10, r.eta_p90),
             "-" if r.p_breach is None else f"{r.p_breach:.2f}",
             f'<span class="why">{_e(r.reason)}</span>'])
-    return _table(["#", "series", "decision", "action", "lead time", "act by (UTC)",
-                   "crossing p50 (UTC)", "80% range (UTC)", "p", "why"], rows, numeric=(0, 8))
+    return silent + _table(["#", "series", "decision", "action", "lead time", "act by (UTC)",
+                            "crossing p50 (UTC)", "80% range (UTC)", "p", "why"], rows,
+                           numeric=(0, 8))
 
 
 def _headroom_rows(report: Report) -> str:
@@ -125,7 +128,10 @@ def _headroom_rows(report: Report) -> str:
     for p in plans:
         room, cap = p.headroom, p.capacity
         if p.problem is not None or room is None or cap is None:
-            reason = p.problem or "no limit gives a capacity within reach of the loads seen"
+            first = next((one.problem for one in p.limited if one.problem), None)
+            reason = p.problem or first or (
+                "no latency or error-rate metric with an `above` policy" if not p.limited
+                else "no limit gives a capacity within reach of the loads seen")
             rows.append([_e(p.service)] + ["-"] * 8
                         + [f'<span class="none">{_e(reason)}</span>'])
             continue
@@ -193,18 +199,23 @@ def _changes(report: Report) -> str:
         return ("<p>No run a week older than this one is stored, so there is nothing to compare "
                 "with yet; next week's report will show what changed.</p>")
     parts = [f"<p>Compared with run {c.previous_run_id}: {len(c.new)} new, {len(c.resolved)} "
-             f"resolved, {len(c.escalated)} more urgent, {len(c.moved)} moved, {c.unchanged} "
-             "unchanged.</p>"]
+             f"resolved, {len(c.unanswered)} no longer answered, {len(c.escalated)} more urgent, "
+             f"{len(c.moved)} moved, {c.unchanged} unchanged.</p>"]
     if c.new:
         parts.append("<h3>New</h3>" + _table(
             ["series", "decision", "act by (UTC)", "crossing p50 (UTC)"],
-            [[_e(r.unique_id), _badge(r.decision), _when(r.act_by), _when(r.eta_p50)]
-             for r in c.new]))
+            [[_e(r.unique_id), _badge(r.decision), _act_by(r.act_by, report.as_of),
+              _when(r.eta_p50)] for r in c.new]))
     if c.resolved:
         parts.append("<h3>Resolved</h3>" + _table(
             ["series", "was", "now", "crossing p50 was (UTC)"],
             [[_e(r["unique_id"]), _badge(r["was"]), _e(r["now"].replace("_", " ")),
               _when(r["was_eta_p50"])] for r in c.resolved]))
+    if c.unanswered:
+        parts.append("<h3>No longer answered (not resolved: their data stopped)</h3>" + _table(
+            ["series", "was", "now", "crossing p50 was (UTC)"],
+            [[_e(r["unique_id"]), _badge(r["was"]), _e(r["now"].replace("_", " ")),
+              _when(r["was_eta_p50"])] for r in c.unanswered]))
     if c.escalated:
         parts.append("<h3>More urgent</h3>" + _table(
             ["series", "was", "now"],
@@ -323,7 +334,8 @@ def render(report: Report, inputs: Inputs) -> str:
         f"<div class=card><b>{scheduled}</b>to schedule</div>"
         f"<div class=card><b>{len(saturating)}</b>services whose demand meets capacity within "
         "two weeks</div></div>",
-        "<h2>1. Top risks: what must start first</h2>", _risks(report),
+        "<h2>1. Top risks: what must start first</h2>",
+        _risks(report, inputs.interventions.filter(pl.col("decision") == "stale").height),
         "<h2>2. Headroom per service</h2>", _headroom_rows(report),
         _figure(svg(pictures.headroom_figure(report.plans, decisions, horizon_weeks)),
                 "Weeks until the 30-day peak, growing at its trend, meets the learned capacity "

@@ -185,7 +185,12 @@ def plan_service(service: str, history: pl.DataFrame, units: dict[str, str],
     rng = np.random.default_rng(path_seed(seed, f"{service}:capacity"))
     limited: list[Limited] = []
     for metric, policy in _limits(service, metrics, load_metric, policies):
-        joined = load.join(_series(history, f"{service}:{metric}"), on="ds", suffix="_m")
+        # nearest sample within half a step: separate exporters rarely share exact timestamps
+        joined = load.join_asof(_series(history, f"{service}:{metric}").rename({"y": "y_m"}),
+                                on="ds", strategy="nearest",
+                                tolerance=timedelta(seconds=_step(
+                                    load["ds"].to_numpy().astype("datetime64[us]"))
+                                    .total_seconds() / 2)).drop_nulls("y_m")
         ts = joined["ds"].to_numpy().astype("datetime64[us]")
         x, y = joined["y"].to_numpy(), joined["y_m"].to_numpy()
         try:
