@@ -299,8 +299,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("report_time", "06:00", str,
             "time of day the weekly report is made, in `report_timezone`", CLOCK_TIME),
     Setting("report_timezone", "UTC", str,
-            "time zone of `report_day` and `report_time` (the week reported on is always the "
-            "ISO week in UTC)", TIME_ZONE),
+            "time zone of `report_day` and `report_time`; the job reports on the ISO week "
+            "that last ended in this zone's calendar (its runs are read in UTC)", TIME_ZONE),
     Setting("report_what_if", "1.3", str,
             "demand multipliers of the report's what-ifs: `1.3,2` shows 30% and 100% more "
             "demand", FACTORS),
