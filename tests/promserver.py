@@ -3,7 +3,6 @@ root), started on a loopback port with a temporary data folder, and its `promtoo
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from debian import installed
 
 
 def _free_port() -> int:
@@ -21,16 +21,7 @@ def _free_port() -> int:
 
 def binaries() -> tuple[str, str]:
     """Paths of ``prometheus`` and ``promtool``, installing Debian's ``prometheus`` if needed."""
-    if shutil.which("prometheus") is None or shutil.which("promtool") is None:
-        done = subprocess.run(["apt-get", "install", "-y", "-q", "prometheus"],
-                              capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=900)
-            done = subprocess.run(["apt-get", "install", "-y", "-q", "prometheus"],
-                                  capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, f"apt-get install prometheus failed:\n{done.stderr[-2000:]}"
-    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
-    assert prometheus is not None and promtool is not None
+    prometheus, promtool = installed("prometheus", "prometheus", "promtool")
     return prometheus, promtool
 
 

@@ -4,8 +4,6 @@ known capacity, and readable in a real browser (headless Chromium)."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,8 +13,9 @@ from typing import Any
 import polars as pl
 import pytest
 from conftest import ROOT, run_cli
+from debian import installed
+from test_capacity import _law_capacity
 
-from forecaster.fleet import SERVICES
 from forecaster.report.week import parse_week
 from forecaster.store import Store
 
@@ -43,17 +42,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     assert len(pages) == 1, done.stdout
     figures = json.loads(pages[0].with_suffix(".json").read_text())
     return Demo(work / ".demo", done.stdout, pages[0], figures)
-
-
-def _law_capacity(name: str, t_days: float, limit: float) -> float:
-    """The load at which the generator's median p95 reaches ``limit`` at day ``t_days``
-    (forecaster.fleet._series: p95 = p50_ms * 2.3 * (0.8 + 0.2 / (1 - u)) * creep, u = rps /
-    capacity_rps; solved for u). Same derivation as tests/test_capacity.py."""
-    spec = next(s for s in SERVICES if s.name == name)
-    creep = ((1 + spec.creep_per_day) ** (t_days - spec.creep_start_day)
-             if t_days > spec.creep_start_day else 1.0)
-    v = (limit / (spec.p50_ms * 2.3 * creep) - 1.0) / 0.2
-    return spec.capacity_rps * v / (1.0 + v)
 
 
 def _plan(figures: dict[str, Any], service: str) -> dict[str, Any]:
@@ -144,26 +132,11 @@ def test_a_week_without_runs_is_refused_naming_the_week(demo: Demo) -> None:
 # In a real browser
 
 
-def _chromium() -> str:
-    """Debian's Chromium, installed when missing (the test machine runs as root)."""
-    found = shutil.which("chromium")
-    if found is None:
-        for step in (["apt-get", "install", "-y", "-q", "chromium"],
-                     ["apt-get", "update", "-q"],
-                     ["apt-get", "install", "-y", "-q", "chromium"]):
-            done = subprocess.run(step, capture_output=True, text=True, timeout=900)
-            if step[1] == "install" and done.returncode == 0:
-                break
-        found = shutil.which("chromium")
-    assert found is not None, "Debian's chromium could not be installed (apt-get install chromium)"
-    return found
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    executable = _chromium()
+    [executable] = installed("chromium", "chromium")
     with sync_playwright() as driver:
         launched = driver.chromium.launch(executable_path=executable,
                                           args=["--no-sandbox", "--disable-gpu"])

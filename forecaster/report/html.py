@@ -10,10 +10,10 @@ from typing import Any
 
 import polars as pl
 
-from forecaster.report import charts, pictures
+from forecaster.report import charts, pictures, planning
 from forecaster.report.build import Inputs, Report
 from forecaster.report.planning import ServicePlan
-from forecaster.wording import action_phrase, metric_name, spoken_duration
+from forecaster.wording import action_phrase, clock_time, metric_name, spoken_duration
 
 _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1a1a1a;
@@ -49,9 +49,6 @@ def _when(ts: datetime | None) -> str:
     """A time in tables whose header says UTC: ``Wed 25 Nov 14:00``, one line."""
     return "-" if ts is None else f'<span class="t">{ts:%a %d %b %H:%M}</span>'
 
-
-def _when_utc(ts: datetime | None) -> str:
-    return "-" if ts is None else f"{ts:%a %d %b %H:%M} UTC"
 
 
 def _act_by(ts: datetime | None, as_of: datetime) -> str:
@@ -154,17 +151,14 @@ def _headroom_rows(report: Report) -> str:
                   numeric=(1, 2, 3, 4, 5, 6, 7))
 
 
-def _series_history(inputs: Inputs, uid: str) -> pl.DataFrame:
-    return inputs.history.filter(pl.col("unique_id") == uid).select("ds", "y").sort("ds")
-
-
 def _service_section(plan: ServicePlan, inputs: Inputs, report: Report,
                      svg: Callable[[Any], str]) -> str:
     out = [f'<h3 id="svc-{_e(plan.service)}">{_e(plan.service)}</h3>']
     now = report.as_of
     if plan.load_metric is not None:
         uid = f"{plan.service}:{plan.load_metric}"
-        out.append(_figure(svg(pictures.demand_figure(plan, _series_history(inputs, uid), now)),
+        demand = planning.samples(inputs.history, uid)
+        out.append(_figure(svg(pictures.demand_figure(plan, demand, now)),
                            "Demand, its forecast (sample paths: p10-p90, p25-p75, p50), the "
                            "learned capacity (80% band) and the stated one."))
     binding = next((one for one in plan.limited if one.metric == plan.binding), None)
@@ -186,9 +180,9 @@ def _service_section(plan: ServicePlan, inputs: Inputs, report: Report,
     for answer in answers.filter(pl.col("decision") != "ok").sort("metric").iter_rows(named=True):
         uid = answer["unique_id"]
         forecast = inputs.forecasts.filter(pl.col("unique_id") == uid)
-        out.append(_figure(svg(pictures.series_figure(uid, units.get(uid, ""),
-                                                      _series_history(inputs, uid), forecast,
-                                                      answer, now)),
+        history = planning.samples(inputs.history, uid)
+        out.append(_figure(svg(pictures.series_figure(uid, units.get(uid, ""), history,
+                                                      forecast, answer, now)),
                            f"{uid}: {answer['decision'].replace('_', ' ')}. {answer['reason']}"))
     return "".join(out)
 
@@ -327,8 +321,8 @@ def render(report: Report, inputs: Inputs) -> str:
     sections = [
         f"<h1>Capacity planning, week {_e(report.week)}</h1>",
         f'<p class="sub">{_day(report.start)} to {_day(report.end - timedelta(days=1))} '
-        f"(UTC). Answers of run {report.run_id} as of {_when_utc(report.as_of)}; made "
-        f"{_when_utc(report.made_at)}.</p>",
+        f"(UTC). Answers of run {report.run_id} as of {clock_time(report.as_of)}; made "
+        f"{clock_time(report.made_at)}.</p>",
         '<div class="cards">'
         f"<div class=card><b>{urgent}</b>to act on now</div>"
         f"<div class=card><b>{scheduled}</b>to schedule</div>"

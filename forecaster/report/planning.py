@@ -107,8 +107,8 @@ class ServicePlan:
         return None
 
 
-def _series(history: pl.DataFrame, uid: str) -> pl.DataFrame:
-    """One series' samples (ds, y), sorted; the curve fit takes its own bucket medians."""
+def samples(history: pl.DataFrame, uid: str) -> pl.DataFrame:
+    """One series' samples (ds, y) of a long history frame, sorted by time."""
     return history.filter(pl.col("unique_id") == uid).select("ds", "y").sort("ds")
 
 
@@ -181,12 +181,12 @@ def plan_service(service: str, history: pl.DataFrame, units: dict[str, str],
     load_policy = policy_for(tuple(policies), service, load_metric)
     stated = load_policy.limit if load_policy and load_policy.direction == "above" else None
     lead = load_policy.lead_time if load_policy else DEFAULT_LEAD
-    load = _series(history, f"{service}:{load_metric}")
+    load = samples(history, f"{service}:{load_metric}")
     rng = np.random.default_rng(path_seed(seed, f"{service}:capacity"))
     limited: list[Limited] = []
     for metric, policy in _limits(service, metrics, load_metric, policies):
         # nearest sample within half a step: separate exporters rarely share exact timestamps
-        joined = load.join_asof(_series(history, f"{service}:{metric}").rename({"y": "y_m"}),
+        joined = load.join_asof(samples(history, f"{service}:{metric}").rename({"y": "y_m"}),
                                 on="ds", strategy="nearest",
                                 tolerance=timedelta(seconds=_step(
                                     load["ds"].to_numpy().astype("datetime64[us]"))
