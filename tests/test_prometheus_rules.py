@@ -5,8 +5,9 @@ token) on the demo data fires them.
 The served database holds part of the demo fleet (data/fleet/points.parquet): three metrics of
 embed-batch, whose demand outgrows its capacity, and of chat-api, a healthy service (six series,
 so the server's first refresh takes seconds, not the minute of the whole fleet), shifted in time
-so that their data ends at the last whole five minutes before the real clock (the server
-refreshes as of the real time at start; unshifted, every series would be stale). Prometheus
+by whole days so that their data ends within a day before the real clock, at the time of day
+the demo's does (the server refreshes as of the real time at start; unshifted, every series
+would be stale; `stale_min` is 25 hours). Prometheus
 loads the shipped rules file itself, unchanged: ForecasterActNow has ``for: 0m`` (see the file's
 header), so it fires at the first evaluation after the scrape that brings the answer.
 """
@@ -72,12 +73,16 @@ def _utc_now() -> datetime:
 
 
 def build_demo_db(path: Path) -> None:
-    """Part of the demo fleet, shifted so that its data ends at the last whole 5 minutes."""
+    """Part of the demo fleet, shifted by whole days so that its data ends at the latest time of
+    day it ends at (23:55) before the real clock, its calendar as in the demo. Shifted by minutes
+    instead, the answer changed with the time of day the test ran (embed-batch demand was
+    act_now at 16:50 and schedule at 17:05; the cause is not pinned down yet)."""
     now = _utc_now()
     points = pl.read_parquet(ROOT / "data" / "fleet" / "points.parquet").filter(
         pl.col("service").is_in(SERVICES) & pl.col("metric").is_in(METRICS))
-    last = now.replace(second=0, microsecond=0) - timedelta(minutes=now.minute % 5)
-    shifted = points.with_columns(pl.col("ts") + (last - points["ts"].max()))
+    end = points["ts"].max()
+    assert isinstance(end, datetime)
+    shifted = points.with_columns(pl.col("ts") + timedelta(days=(now - end).days))
     with Store.open(path, now=now) as store:
         report = ingest_points_frame(store, shifted, now=now)
         assert report.rejected == 0 and report.stored == points.height, report.summary()
@@ -112,7 +117,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     build_demo_db(db)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FORECASTER_")}
+    # the data ends up to a day before the server's clock: not stale before 25 hours
     env.update({"FORECASTER_READ_TOKENS": READ, "FORECASTER_REFRESH_EVERY": "1h",
+                "FORECASTER_STALE_MIN": "25h",
                 "FORECASTER_POLICIES": str(ROOT / "data" / "policies.toml")})
     log = tmp / "server.log"
     process = subprocess.Popen(
@@ -186,6 +193,12 @@ def test_prometheus_scrapes_the_answers_with_a_read_token(served: Served) -> Non
     assert [float(s["value"][1]) for s in up] == [1.0]  # type: ignore[index]
 
 
+def _to_second(text: str) -> datetime:
+    """An API time rounded to the nearest second, as Prometheus' round() gives it."""
+    exact = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (exact + timedelta(microseconds=500_000)).replace(microsecond=0)
+
+
 def test_the_shipped_act_now_alert_fires_with_action_act_by_and_reason(served: Served) -> None:
     answers = served.get("/v1/interventions").json()["items"]
     act_now = {i["unique_id"]: i for i in answers if i["decision"] == "act_now"}
@@ -207,9 +220,11 @@ def test_the_shipped_act_now_alert_fires_with_action_act_by_and_reason(served: S
               if a["labels"]["alertname"] == "ForecasterActNow" and a["state"] == "firing"}
     for uid, item in act_now.items():
         notes = alerts[uid]["annotations"]
-        act_by = datetime.fromisoformat(item["act_by"].replace("Z", "+00:00"))
+        # the recording rules round times to the second (an eta clamped to the run's as-of time
+        # carries its fraction of a second)
+        act_by = _to_second(item["act_by"])
         assert notes["act_by"].startswith(f"{act_by:%Y-%m-%d %H:%M:%S} +0000 UTC ("), notes
-        eta_p50 = datetime.fromisoformat(item["eta_p50"].replace("Z", "+00:00"))
+        eta_p50 = _to_second(item["eta_p50"])
         assert notes["eta"].startswith(f"p50 {eta_p50:%Y-%m-%d %H:%M:%S} +0000 UTC (in "), notes
         assert notes["reason"] == item["reason"] and notes["reason"]
         assert notes["summary"] == (f"{item['service']}: scale_out now, {item['metric']} is "
